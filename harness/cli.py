@@ -1,0 +1,125 @@
+"""`python -m harness VERB ...`: parse arguments, call the library, print. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import paths
+from .config import STAGES, load_experiment, read_yaml, stage_keys
+from .errors import ConfigError, HarnessError
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    exp = load_experiment(args.file, args.overrides)
+    rows = []
+    for arm in exp.arms:
+        for seed in exp.seeds:
+            keys = stage_keys(exp.config(arm, seed))
+            rows.append({"arm": arm.label, "seed": seed, "stages": keys})
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "name": exp.name,
+                    "metrics": exp.metrics,
+                    "seeds": exp.seeds,
+                    "axes": exp.axes,
+                    "arms": rows,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{exp.name}  ({args.file})")
+    if exp.description:
+        print(f"  {exp.description}")
+    axes = ", ".join(exp.axes) or "none"
+    print(f"  metrics: {exp.metrics}   seeds: {exp.seeds}   axes: {axes}")
+    print(f"  {len(exp.arms)} arm(s) x {len(exp.seeds)} seed(s); stage hashes ('-': none):\n")
+    width = max(len("arm"), *(len(r["arm"]) for r in rows))
+    print(f"  {'arm':<{width}}  seed  " + "  ".join(f"{s:<16}" for s in STAGES))
+    for r in rows:
+        cells = "  ".join(f"{r['stages'][s] or '-':<16}" for s in STAGES)
+        print(f"  {r['arm']:<{width}}  {r['seed']:<4}  {cells}")
+    print("\nvalid; nothing trained.")
+    return 0
+
+
+def describe(path: Path) -> str:
+    try:
+        return str(read_yaml(path).get("description", ""))
+    except ConfigError as err:
+        return f"(unreadable: {err.message})"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    for folder, title in (
+        ("experiments", "Experiments"),
+        ("sweeps", "Sweeps"),
+        ("metrics", "Metric suites"),
+    ):
+        found = paths.list_yaml(folder)
+        print(f"{title} ({folder}/):")
+        if not found:
+            print("  (none)")
+        for p in found:
+            print(f"  {paths.yaml_name(p, folder):<24} {describe(p)}")
+        print()
+    return 0
+
+
+def not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        print(
+            f"harness {verb}: not available in this version yet "
+            f"(use `python -m harness validate FILE` to check a config).",
+            file=sys.stderr,
+        )
+        return 2
+
+    return handler
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness", description="unCLIP research harness: ablations, sweeps, metrics."
+    )
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    v = sub.add_parser(
+        "validate",
+        help="parse and expand an experiment; print arms and stage hashes; train nothing",
+    )
+    v.add_argument("file", help="experiment YAML")
+    v.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.text_drop=0.2")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(func=cmd_validate)
+    ls = sub.add_parser("ls", help="list experiments, sweeps and metric suites")
+    ls.set_defaults(func=cmd_ls)
+    for verb, text in (
+        ("run", "train, sample and score every arm of an experiment"),
+        ("sweep", "run an Optuna study over a config"),
+        ("report", "comparison table and plots of a finished run"),
+    ):
+        s = sub.add_parser(verb, help=text)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(func=not_yet(verb))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `validate ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

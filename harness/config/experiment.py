@@ -1,0 +1,309 @@
+"""Experiment files: `base:` inheritance, `ablate:` axes, seeds, metric suite, overrides.
+
+name: prior_ablation
+description: AR vs diffusion prior, and the paper's two no-prior baselines
+base: base/tiny.yaml          # path relative to this file; deep merge, this file wins
+metrics: quick                # metrics/quick.yaml
+seeds: [0]
+ablate:                       # product of axes
+  prior.kind: [diffusion, ar, caption_only, text_embedding]
+  guidance:                   # a value may be a dict of coupled keys (+ optional label)
+    - {label: paper, decoder.clip_drop: 0.1, decoder.text_drop: 0.5}
+    - {label: none, decoder.clip_drop: 0.0, decoder.text_drop: 0.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .. import paths
+from ..errors import ConfigError
+from .schema import Config
+from .validate import (
+    build,
+    check_bounds,
+    coerce,
+    deep_merge,
+    lookup,
+    nest,
+    suggest,
+    validate_section,
+)
+
+EXPERIMENT_KEYS = ("name", "description", "base", "metrics", "seeds", "ablate")
+SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "seed")
+
+
+@dataclass
+class Arm:
+    label: str  # short and readable: `prior.kind=ar`
+    axes: dict[str, Any]  # axis name -> the value shown for it (a coupled value's label)
+    settings: dict[str, Any]  # nested config overrides this arm applies
+
+    @property
+    def slug(self) -> str:
+        """The label as a directory name."""
+        return "".join(c if c.isalnum() or c in "=.,-_+" else "_" for c in self.label)
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    path: Path | None
+    metrics: str
+    seeds: list[int]
+    settings: dict[str, Any]  # merged, validated config overrides shared by every arm
+    axes: list[str]
+    arms: list[Arm]
+    overrides: list[str] = field(default_factory=list)
+
+    def config(self, arm: Arm, seed: int) -> Config:
+        cfg = build(Config, deep_merge(self.settings, arm.settings))
+        cfg.seed = seed
+        check_config(cfg, str(self.path or "<experiment>"))
+        return cfg
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """One YAML file as a plain dict (OmegaConf: `${...}` interpolation works)."""
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{line}malformed YAML: {problem}", str(path)) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot read: {str(err).splitlines()[0]}", str(path)) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read: {err.strerror}", str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", str(path))
+    return data
+
+
+def check_file_keys(raw: dict[str, Any], where: str) -> None:
+    for key in raw:
+        if key not in EXPERIMENT_KEYS and key not in SECTIONS:
+            options = list(EXPERIMENT_KEYS + SECTIONS)
+            raise ConfigError(f"{key}: unknown key{suggest(str(key), options)}", where)
+
+
+def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file merged over its `base:` chain; config sections are validated per file."""
+    path = path.resolve()
+    if path in seen:
+        cycle = " -> ".join(p.name for p in (*seen, path))
+        raise ConfigError(f"base: cycle {cycle}", str(path))
+    if not path.is_file():
+        raise ConfigError("file not found", str(path))
+    raw = read_yaml(path)
+    check_file_keys(raw, str(path))
+    sections = {k: v for k, v in raw.items() if k in SECTIONS}
+    try:
+        sections = validate_section(sections, Config)
+    except ConfigError as err:
+        raise ConfigError(str(err), str(path)) from None
+    own = {k: v for k, v in raw.items() if k in EXPERIMENT_KEYS} | sections
+    base = own.pop("base", None)
+    if base is None:
+        return own
+    if not isinstance(base, str):
+        raise ConfigError(f"base: expected a path, got {base!r}", str(path))
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"base: file not found: {base_path}", str(path))
+    inherited = load_chain(base_path, (*seen, path))
+    inherited.pop("ablate", None)  # axes belong to the file that declares them
+    return deep_merge(inherited, own)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`decoder.text_drop=0.2` -> ("decoder.text_drop", 0.2); values parse as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}", "command line")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def check_value(dotted: str, value: Any, where: str) -> Any:
+    """Validate one dotted config key and its value."""
+    try:
+        f, tp = lookup(Config, dotted)
+        if dataclasses.is_dataclass(tp):
+            return validate_section(value, tp, f"{dotted}.")
+        value = coerce(value, tp, dotted)
+        if isinstance(value, int | float):
+            check_bounds(value, f, dotted)
+        return value
+    except ConfigError as err:
+        raise ConfigError(str(err), where) from None
+
+
+def apply_overrides(merged: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        key, value = parse_override(text)
+        if key in EXPERIMENT_KEYS:
+            merged = {**merged, key: value}
+        elif key.split(".")[0] == "ablate":
+            raise ConfigError(
+                f"{key}: set axes in the file, not on the command line", "command line"
+            )
+        else:
+            merged = deep_merge(merged, nest(key, check_value(key, value, "command line")))
+    return merged
+
+
+def axis_values(name: str, values: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """One axis -> [(display value, nested settings)]."""
+    if not isinstance(values, list):
+        raise ConfigError(f"ablate.{name}: expected a list of values", where)
+    if not values:
+        raise ConfigError(f"ablate.{name}: empty axis", where)
+    out = []
+    for i, value in enumerate(values):
+        spot = f"{where}: ablate.{name}[{i}]"
+        if isinstance(value, dict):
+            coupled = dict(value)
+            label = coupled.pop("label", None)
+            if not coupled:
+                raise ConfigError("a coupled value needs at least one key", spot)
+            settings: dict[str, Any] = {}
+            for key, v in coupled.items():
+                settings = deep_merge(settings, nest(key, check_value(str(key), v, spot)))
+            out.append((str(label) if label is not None else coupled_label(coupled), settings))
+        else:
+            out.append((str(value), nest(name, check_value(name, value, spot))))
+    shown = [v for v, _ in out]
+    if len(set(shown)) != len(shown):
+        raise ConfigError(f"ablate.{name}: repeated value in {shown}", where)
+    return out
+
+
+def coupled_label(coupled: dict[str, Any]) -> str:
+    """Leaf names when they are unique (`clip_drop=0.1,text_drop=0.5`), else full keys."""
+    leaves = [str(k).split(".")[-1] for k in coupled]
+    keys = leaves if len(set(leaves)) == len(leaves) else [str(k) for k in coupled]
+    return ",".join(f"{k}={v}" for k, v in zip(keys, coupled.values(), strict=True))
+
+
+def expand(ablate: Any, where: str) -> tuple[list[str], list[Arm]]:
+    """The product of the axes, in file order."""
+    if ablate is None:
+        return [], [Arm(label="base", axes={}, settings={})]
+    if not isinstance(ablate, dict):
+        raise ConfigError("ablate: expected a mapping of axis -> list of values", where)
+    names = [str(n) for n in ablate]
+    options = [axis_values(n, ablate[n], where) for n in names]
+    arms = []
+    for combo in itertools.product(*options):
+        settings: dict[str, Any] = {}
+        for _, s in combo:
+            settings = deep_merge(settings, s)
+        axes = {n: shown for n, (shown, _) in zip(names, combo, strict=True)}
+        label = ",".join(v if "=" in v else f"{n}={v}" for n, v in axes.items())
+        arms.append(Arm(label=label, axes=axes, settings=settings))
+    return names, arms
+
+
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"seeds: expected a non-empty list of integers, got {seeds!r}", where)
+    for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ConfigError(f"seeds: expected integers, got {s!r}", where)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: repeated seed in {seeds}", where)
+    return list(seeds)
+
+
+def check_metrics(name: Any, where: str) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"metrics: expected a suite name, got {name!r}", where)
+    if paths.find_in("metrics", name) is None:
+        known = [p.stem for p in paths.list_yaml("metrics")]
+        hint = suggest(name, known)
+        raise ConfigError(
+            f"metrics: unknown metric suite {name!r} (available: {', '.join(known)}){hint}", where
+        )
+    return name
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, merge, validate and expand an experiment file. Raises ConfigError."""
+    path = Path(path)
+    where = str(path)
+    merged = apply_overrides(load_chain(path), list(overrides or []))
+    ablate = merged.pop("ablate", None)
+    overridden = {parse_override(o)[0] for o in overrides or []}
+    if isinstance(ablate, dict):  # an override on an ablated key wins over the axis
+        ablate = {k: v for k, v in ablate.items() if k not in overridden}
+    settings = {k: v for k, v in merged.items() if k in SECTIONS}
+    axes, arms = expand(ablate, where)
+    for arm in arms:  # ... and over the same key inside a coupled axis value
+        arm.settings = apply_overrides(arm.settings, [o for o in overrides or [] if "." in o])
+    experiment = Experiment(
+        name=str(merged.get("name") or path.stem),
+        description=str(merged.get("description") or ""),
+        path=path,
+        metrics=check_metrics(merged.get("metrics", "quick"), where),
+        seeds=check_seeds(merged.get("seeds", [0]), where),
+        settings=settings,
+        axes=axes,
+        arms=arms,
+        overrides=list(overrides or []),
+    )
+    for arm in arms:
+        experiment.config(arm, experiment.seeds[0])  # cross-field checks for every arm
+    return experiment
+
+
+def check_config(cfg: Config, where: str) -> None:
+    """Checks that span several keys; run on each fully resolved arm."""
+    if cfg.data.min_objects > cfg.data.max_objects:
+        raise ConfigError("data.min_objects is larger than data.max_objects", where)
+    chain = [("decoder.resolution", cfg.decoder.resolution)]
+    for name in ("first", "second"):
+        up = getattr(cfg.upsamplers, name)
+        if up.enabled:
+            chain.append((f"upsamplers.{name}.resolution", up.resolution))
+    for (low_key, low), (high_key, high) in itertools.pairwise(chain):
+        if high <= low:
+            raise ConfigError(f"{high_key} ({high}) must exceed {low_key} ({low})", where)
+    if chain[-1][1] > cfg.data.resolution:
+        raise ConfigError(
+            f"{chain[-1][0]} ({chain[-1][1]}) exceeds data.resolution ({cfg.data.resolution})",
+            where,
+        )
+    if cfg.prior.ar.components > cfg.clip.embed_dim and cfg.prior.kind == "ar":
+        raise ConfigError(
+            f"prior.ar.components ({cfg.prior.ar.components}) exceeds clip.embed_dim "
+            f"({cfg.clip.embed_dim})",
+            where,
+        )
+    if cfg.prior.width % cfg.prior.heads:
+        raise ConfigError("prior.width must be divisible by prior.heads", where)
+    down = 2 ** (len(cfg.decoder.channel_mult) - 1)
+    if not cfg.decoder.channel_mult or cfg.decoder.resolution % down:
+        raise ConfigError(
+            f"decoder.resolution ({cfg.decoder.resolution}) must be divisible by {down} "
+            f"(one halving per decoder.channel_mult level after the first)",
+            where,
+        )

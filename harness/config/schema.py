@@ -1,0 +1,202 @@
+"""Every default of the harness, once, as typed dataclasses. YAML files only override.
+
+Field metadata drives validation and hashing:
+  sampling=True   a sampling-time knob: never part of a training stage's hash, so an
+                  ablation over it retrains nothing;
+  range=(lo, hi)  inclusive bounds (probabilities use PROB);
+  min=lo          lower bound.
+Paper values (Ramesh et al. 2022, Table 3 and §2) are noted where our tiny defaults differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PROB = (0.0, 1.0)
+
+
+def knob(default: Any, **meta: Any) -> Any:
+    """A sampling-time field."""
+    return field(default=default, metadata={"sampling": True, **meta})
+
+
+def bounded(default: Any, **meta: Any) -> Any:
+    return field(default=default, metadata=meta)
+
+
+def listed(*values: int) -> Any:
+    return field(default_factory=lambda: list(values))
+
+
+@dataclass
+class DataConfig:
+    source: Literal["shapes", "folder", "webdataset", "coco"] = "shapes"
+    path: str = ""  # folder / shard glob / COCO image dir (unused for shapes)
+    annotations: str = ""  # COCO captions json
+    resolution: int = bounded(64, min=8)  # finest resolution the cascade produces
+    min_objects: int = bounded(1, range=(1, 3))
+    max_objects: int = bounded(2, range=(1, 3))
+    n_train: int = bounded(12000, min=1)
+    n_val: int = bounded(512, min=1)
+    n_test: int = bounded(512, min=1)
+    seed: int = 0  # the data itself; the experiment's `seeds:` never change it
+
+
+@dataclass
+class ClipConfig:
+    arch: str = "custom"  # an open_clip model name, or "custom": the small config below
+    pretrained: str = ""  # open_clip tag or local checkpoint path; "" trains from scratch
+    image_size: int = bounded(32, min=8)
+    embed_dim: int = bounded(64, min=1)
+    vision_width: int = bounded(96, min=8)
+    vision_layers: int = bounded(3, min=1)
+    patch_size: int = bounded(4, min=1)
+    text_width: int = bounded(64, min=8)
+    text_layers: int = bounded(2, min=1)
+    context_length: int = bounded(32, min=4)
+    train_steps: int = bounded(700, min=0)
+    batch_size: int = bounded(128, min=2)
+    lr: float = bounded(1e-3, min=0.0)
+    weight_decay: float = bounded(0.1, min=0.0)
+
+
+@dataclass
+class ARPriorConfig:
+    components: int = bounded(32, min=1)  # paper: 319 of 1024 PCA dims
+    buckets: int = bounded(256, min=2)  # paper: 1024 per component
+    dot_percentile: float = knob(50.0, range=(0.0, 100.0))  # paper: top half (50) was best
+    temperature: float = knob(1.0, min=0.0)
+
+
+@dataclass
+class PriorConfig:
+    kind: Literal["diffusion", "ar", "caption_only", "text_embedding"] = "diffusion"
+    text_drop: float = bounded(0.1, range=PROB)  # paper 0.1, both priors
+    width: int = bounded(128, min=8)
+    layers: int = bounded(4, min=1)
+    heads: int = bounded(4, min=1)
+    timesteps: int = bounded(1000, min=1)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    prediction: Literal["x0", "eps", "v"] = "x0"  # paper: predict the un-noised z_i
+    train_steps: int = bounded(1500, min=0)
+    batch_size: int = bounded(256, min=1)
+    lr: float = bounded(3e-4, min=0.0)  # paper 1.1e-4 (diffusion), 1.6e-4 (AR) at batch 4096
+    ema: float = bounded(0.999, range=PROB)  # paper 0.9999 / 0.999 (AR) at 600K-1M steps
+    ar: ARPriorConfig = field(default_factory=ARPriorConfig)
+    guidance_scale: float = knob(1.0, min=0.0)  # paper: guiding the prior hurt FID
+    steps: int = knob(64, min=1)  # paper: 64 strided
+    eta: float = knob(0.0, min=0.0)
+    candidates: int = knob(2, min=1)  # best-of-N by z_i . z_t (paper 2)
+
+
+@dataclass
+class DecoderConfig:
+    resolution: int = bounded(16, min=4)  # paper 64
+    channels: int = bounded(32, min=4)
+    channel_mult: list[int] = listed(1, 2, 2)
+    num_res_blocks: int = bounded(1, min=1)
+    attn_resolutions: list[int] = listed(8, 4)  # attend over the context at low resolutions
+    heads: int = bounded(4, min=1)
+    text_cond: bool = True  # the GLIDE text pathway (paper: kept, "offers little help")
+    text_width: int = bounded(64, min=8)
+    text_layers: int = bounded(2, min=1)
+    clip_tokens: int = bounded(4, min=1)  # paper: 4 extra context tokens from z_i
+    clip_drop: float = bounded(0.1, range=PROB)  # paper 0.1
+    clip_null: Literal["zero", "learned"] = "zero"
+    text_drop: float = bounded(0.5, range=PROB)  # paper 0.5
+    timesteps: int = bounded(1000, min=1)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    prediction: Literal["eps", "x0", "v"] = "eps"
+    train_steps: int = bounded(2500, min=0)
+    batch_size: int = bounded(64, min=1)
+    lr: float = bounded(1e-3, min=0.0)  # paper 1.2e-4 at batch 2048
+    ema: float = bounded(0.999, range=PROB)  # paper 0.9999
+    guidance_scale: float = knob(1.25, min=0.0)  # paper's COCO FID setting
+    steps: int = knob(50, min=1)  # paper 250
+    eta: float = knob(0.0, min=0.0)
+    sampler: Literal["ddim", "ddpm"] = knob("ddim")
+
+
+@dataclass
+class UpsamplerConfig:
+    enabled: bool = True
+    resolution: int = bounded(32, min=8)  # output; input is the previous stage's
+    degradation: Literal["blur", "bsr", "none"] = "blur"  # paper: blur, then BSR
+    blur_sigma: float = bounded(0.6, min=0.0)  # paper: kernel 3, sigma 0.6
+    crop_fraction: float = bounded(0.25, range=(0.0, 1.0))  # paper: quarter of the target
+    channels: int = bounded(32, min=4)
+    channel_mult: list[int] = listed(1, 2)
+    num_res_blocks: int = bounded(1, min=1)
+    timesteps: int = bounded(1000, min=1)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    prediction: Literal["eps", "x0", "v"] = "eps"
+    train_steps: int = bounded(1500, min=0)
+    batch_size: int = bounded(64, min=1)
+    lr: float = bounded(1e-3, min=0.0)
+    ema: float = bounded(0.999, range=PROB)
+    steps: int = knob(27, min=1)  # paper: 27 DDIM steps (64->256), 15 (256->1024)
+    eta: float = knob(0.0, min=0.0)
+
+
+def _second_upsampler() -> UpsamplerConfig:
+    return UpsamplerConfig(resolution=64, degradation="bsr", schedule="linear", steps=15)
+
+
+@dataclass
+class UpsamplersConfig:
+    first: UpsamplerConfig = field(default_factory=UpsamplerConfig)
+    second: UpsamplerConfig = field(default_factory=_second_upsampler)
+
+
+@dataclass
+class TrainConfig:
+    accelerator: Literal["auto", "cpu", "gpu", "mps"] = "cpu"
+    devices: int = bounded(1, min=1)  # per node; part of the hash (changes the global batch)
+    num_nodes: int = bounded(1, min=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "64-true"] = "32-true"
+    num_workers: int = bounded(0, min=0)
+    threads: int = bounded(0, min=0)  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class SampleConfig:
+    split: Literal["val", "test"] = "test"  # captions that no stage trained on
+    grid: int = bounded(16, min=1)  # images per sample grid
+    batch_size: int = bounded(64, min=1)
+
+
+def _evaluator_clip() -> ClipConfig:
+    # A different width (and seed, below) than the conditioning CLIP: scoring with the model
+    # you condition on rewards matching its quirks, not the caption.
+    return ClipConfig(vision_width=128, text_width=96)
+
+
+@dataclass
+class EvalConfig:
+    clip: ClipConfig = field(default_factory=_evaluator_clip)
+    clip_seed: int = 1000  # one fixed evaluator for every arm and seed
+
+
+@dataclass
+class TrackingConfig:
+    mode: Literal["offline", "online", "disabled"] = "offline"  # WANDB_MODE overrides
+    project: str = "unclip-harness"
+    entity: str = ""
+
+
+@dataclass
+class Config:
+    """One arm at one seed, fully resolved."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    upsamplers: UpsamplersConfig = field(default_factory=UpsamplersConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0  # set per run from the experiment's `seeds:`; every trained stage uses it

@@ -1,0 +1,20 @@
+"""Errors a user can fix; the CLI prints them as one line and exits 2, no traceback."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """An error in the user's input (config, data path, storage URL, ...).
+
+    `where` names the file (and, for configs, the dotted key) so the message alone tells the
+    user what to edit.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(HarnessError):
+    """A config file or command-line override is invalid."""

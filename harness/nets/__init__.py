@@ -1,0 +1,1 @@
+"""Plain nn.Modules: UNets, text encoders, prior Transformers."""

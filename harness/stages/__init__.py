@@ -1,0 +1,1 @@
+"""One LightningModule per unCLIP stage; each composes a net (nets/) and the diffusion."""

@@ -1,0 +1,79 @@
+"""What every stage's training shares: the Trainer, seeding, and its metrics file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+
+from ..config import TrainConfig
+
+METRICS_FILE = "stage_metrics.json"
+
+
+def seed_all(seed: int) -> None:
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def set_threads(train: TrainConfig) -> None:
+    if train.threads:
+        torch.set_num_threads(train.threads)
+
+
+def make_trainer(
+    train: TrainConfig,
+    max_steps: int,
+    *,
+    ema: float | None = None,
+    callbacks: list[Callback] | None = None,
+    logger: Any = False,
+    val_every: int | None = None,
+    progress: bool = True,
+) -> pl.Trainer:
+    """A step-budgeted Trainer from the experiment's `train:` section.
+
+    `ema` adds Lightning's EMA weight averaging: validation and the weights left in the
+    module after `fit` are the averaged ones (what the paper samples with).
+    """
+    set_threads(train)
+    cbs = list(callbacks or [])
+    if ema is not None and ema > 0:
+        cbs.append(EMAWeightAveraging(decay=ema))
+    return pl.Trainer(
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        precision=train.precision,
+        max_steps=max_steps,
+        max_epochs=-1,
+        logger=logger,
+        callbacks=cbs,
+        enable_checkpointing=False,  # the stage cache stores the finished artifact
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None if val_every else 1,
+        num_sanity_val_steps=0,
+        deterministic="warn" if train.accelerator == "cpu" else False,
+    )
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_stage_metrics(out_dir: Path, metrics: dict[str, Any]) -> Path:
+    """The stage's own quality figures, next to its checkpoint."""
+    path = Path(out_dir) / METRICS_FILE
+    write_json_atomic(path, metrics)
+    return path
