@@ -72,6 +72,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from .metrics.score import score_folders
+    from .metrics.suite import load_suite
+
+    scores = score_folders(
+        args.gen_dir, args.ref_dir, load_suite(args.suite), args.captions, args.evaluator,
+        args.cache,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps({k: v.as_dict() for k, v in scores.items()}, indent=2))
+        return 0
+    print(f"{args.gen_dir} vs {args.ref_dir}  (suite {args.suite}; 95% intervals)")
+    for name, est in scores.items():
+        print(f"  {name:<20} {est}")
+    return 0
+
+
 def not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         print(
@@ -99,6 +116,15 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
     ls = sub.add_parser("ls", help="list experiments, sweeps and metric suites")
     ls.set_defaults(func=cmd_ls)
+    sc = sub.add_parser("score", help="score a folder of images against a reference folder")
+    sc.add_argument("gen_dir", type=Path, help="generated images")
+    sc.add_argument("ref_dir", type=Path, help="reference images")
+    sc.add_argument("--suite", default="quick", help="metric suite (metrics/NAME.yaml)")
+    sc.add_argument("--captions", type=Path, help="JSON {file: caption} or `file<TAB>caption`")
+    sc.add_argument("--evaluator", type=Path, help="trained ClipStage dir (default: train one)")
+    sc.add_argument("--cache", type=Path, help="cache dir (default $HARNESS_CACHE)")
+    sc.add_argument("--json", action="store_true", help="machine-readable output")
+    sc.set_defaults(func=cmd_score)
     for verb, text in (
         ("run", "train, sample and score every arm of an experiment"),
         ("sweep", "run an Optuna study over a config"),

@@ -1,0 +1,224 @@
+"""Score a set of images with a suite: the library behind `python -m harness score`.
+
+`score_images` is the core every caller shares (the experiment runner hands it tensors);
+`score_folders` reads two folders of images (and optional captions) and needs no
+experiment. Its feature network when offline (no Inception weights) is an evaluator CLIP:
+`--evaluator DIR` (a trained ClipStage dir), else the default evaluator CLIP (cfg.eval.clip
+of the default config, trained on the default shapes data) trained once into the cache under
+the same stage key the experiment runner uses, so both share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import ClipConfig, Config, DataConfig
+from ..config.hashing import training_fields
+from ..data import build_source
+from ..data.images import resize, to_model, to_uint8
+from ..errors import HarnessError
+from . import fid
+from .clip_score import clip_score
+from .compositional import Claim, cached_classifier, compositional_accuracy, parse_caption
+from .diversity import pick_distance, variation_diversity
+from .suite import Suite, resolve_features
+from .uncertainty import Estimate
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unclip-harness"))
+
+
+@dataclass
+class Evaluators:
+    """What scores samples: evaluator CLIP (features, CLIP score, diversity), the
+    conditioning CLIP (only if a suite asks for it) and the shapes attribute classifier."""
+
+    clip: torch.nn.Module | None = None
+    conditioning_clip: torch.nn.Module | None = None
+    classifier: torch.nn.Module | None = None
+    clip_key: str = ""  # identifies the evaluator CLIP in reference-statistics cache keys
+
+
+def at_resolution(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> uint8 at size x size (area down, bicubic up: images.resize)."""
+    if size <= 0 or images.shape[-1] == size:
+        return images
+    return to_uint8(resize(to_model(images), size))
+
+
+def feature_net(suite: Suite, ev: Evaluators) -> fid.FeatureNet:
+    if resolve_features(suite) == "inception":
+        return fid.InceptionFeatures("cuda" if torch.cuda.is_available() else "cpu")
+    if ev.clip is None:
+        raise HarnessError("suite needs an evaluator CLIP for its feature space", suite.name)
+    return fid.ClipFeatures(ev.clip, "clip")
+
+
+def score_images(
+    suite: Suite,
+    ev: Evaluators,
+    gen: torch.Tensor,
+    reference: fid.Reference | torch.Tensor | None = None,
+    captions: list[str] | None = None,
+    claims: list[Claim] | None = None,
+    variations: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """Every metric of `suite` that the inputs allow, each with its 95% interval.
+
+    gen: uint8 (N, 3, H, W); reference: cached statistics (in this suite's feature space) or
+    uint8 images; captions / claims: one per gen image; variations: (sources (S, 3, H, W),
+    variations (S, M, 3, H, W)). Metrics whose inputs are missing are skipped.
+    """
+    res, boot, out = suite.resolution, suite.n_bootstrap, {}
+    gen = at_resolution(gen, res)
+    if suite.needs_features and reference is not None:
+        net = feature_net(suite, ev)
+        if isinstance(reference, torch.Tensor):
+            reference = fid.Reference.of(fid.extract(net, at_resolution(reference, res)))
+        feats = fid.extract(net, gen, suite.batch_size)
+        kinds = tuple(k for k in ("fd", "kd") if k in suite.metrics)
+        out |= fid.distances(feats, reference, net.name, kinds, boot, seed,
+                             suite.kid_subsets, suite.kid_subset_size)  # fmt: skip
+    if "clip_score" in suite.metrics and captions is not None:
+        conditioning = suite.clip_model == "conditioning"
+        model = ev.conditioning_clip if conditioning else ev.clip
+        if model is not None:
+            out["clip_score"] = clip_score(model, gen, captions, suite.batch_size, conditioning,
+                                           boot, seed)  # fmt: skip
+    if "compositional" in suite.metrics and claims is not None and ev.classifier is not None:
+        out["compositional_acc"] = compositional_accuracy(ev.classifier, gen, claims, boot, seed)
+    if "diversity" in suite.metrics and variations is not None:
+        name, dist = pick_distance(ev.clip)
+        src, var = at_resolution(variations[0], res), variations[1]
+        var = at_resolution(var.flatten(0, 1), res).reshape(*var.shape[:2], *src.shape[1:])
+        out |= variation_diversity(src, var, dist, name, boot, seed)
+    return out
+
+
+def data_reference(
+    data_cfg: DataConfig, suite: Suite, net: fid.FeatureNet, cache_dir: Path, clip_key: str = ""
+) -> fid.Reference:
+    """Reference statistics of `suite.split` of the data, cached per (dataset, split,
+    resolution, network): rendered once at data.resolution, resized by area like every stage."""
+    res = suite.resolution or data_cfg.resolution
+    key = {"data": training_fields(data_cfg), "split": suite.split, "resolution": res,
+           "n": suite.n_reference, "network": net.name, "clip": clip_key}  # fmt: skip
+
+    def images() -> torch.Tensor:
+        source = build_source(data_cfg, suite.split)
+        n = min(suite.n_reference or len(source), len(source))
+        return at_resolution(torch.stack([source[i][0] for i in range(n)]), res)
+
+    return fid.cached_reference(cache_dir, key, images, net, suite.batch_size)
+
+
+def read_folder(folder: Path) -> tuple[list[str], torch.Tensor]:
+    """Image files (sorted names) -> (names, uint8 (N, 3, S, S)); sizes unify to the first's."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HarnessError("not a folder of images", str(folder))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise HarnessError(f"no images ({', '.join(IMAGE_SUFFIXES)})", str(folder))
+    images = []
+    for p in files:
+        arr = np.asarray(Image.open(p).convert("RGB"))
+        images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1)[None])
+    size = images[0].shape[-1]
+    return [p.name for p in files], torch.cat([at_resolution(im, size) for im in images])
+
+
+def read_captions(path: Path, names: list[str]) -> list[str]:
+    """Captions for `names`: a JSON {file name: caption} or lines `file name<TAB>caption`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise HarnessError(f"cannot read: {err.strerror}", str(path)) from None
+    if path.suffix == ".json":
+        table = json.loads(text)
+    else:
+        rows = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
+        if any(len(r) != 2 for r in rows):
+            raise HarnessError("expected lines `file name<TAB>caption`", str(path))
+        table = dict(rows)
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise HarnessError(f"no caption for {len(missing)} image(s), e.g. {missing[0]}", str(path))
+    return [str(table[n]) for n in names]
+
+
+def load_evaluator(evaluator_dir: Path | None, cache_dir: Path) -> tuple[torch.nn.Module, str]:
+    """The evaluator CLIP from a ClipStage dir, or the default one trained into the cache."""
+    from ..stages.clip import MODEL_FILE, load_clip, train_clip
+
+    if evaluator_dir is not None:
+        path = Path(evaluator_dir) / MODEL_FILE
+        if not path.is_file():
+            raise HarnessError(f"no trained CLIP here (missing {MODEL_FILE})", str(evaluator_dir))
+        saved = torch.load(path, map_location="cpu", weights_only=True)["clip_cfg"]
+        return load_clip(Path(evaluator_dir), ClipConfig(**saved)), str(
+            Path(evaluator_dir).resolve()
+        )
+    from ..cache import StageCache
+    from ..config import stage_keys
+
+    cfg = Config()
+    key = stage_keys(cfg)["eval_clip"]
+
+    def train(tmp: Path) -> None:
+        train_clip(cfg, "eval_clip", tmp, progress=False)
+
+    entry = StageCache(cache_dir).resolve("eval_clip", key, train)
+    return load_clip(entry.path, cfg.eval.clip), key
+
+
+def score_folders(
+    gen_dir: Path,
+    ref_dir: Path,
+    suite: Suite,
+    captions_file: Path | None = None,
+    evaluator_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, Estimate]:
+    """Score the images in gen_dir against those in ref_dir (no experiment needed)."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    if suite.needs_features and not Path(ref_dir).is_dir():  # before any training
+        raise HarnessError("not a folder of images", str(ref_dir))
+    names, gen = read_folder(gen_dir)
+    captions = read_captions(captions_file, names) if captions_file else None
+    ev = Evaluators()
+    if (suite.needs_features and resolve_features(suite) == "evaluator_clip") or captions:
+        ev.clip, ev.clip_key = load_evaluator(evaluator_dir, cache_dir)
+    if suite.clip_model == "conditioning":
+        ev.conditioning_clip = ev.clip  # a folder has no conditioning CLIP: the one given
+    claims = [parse_caption(c) for c in captions] if captions else None
+    if claims and all(c is not None for c in claims) and "compositional" in suite.metrics:
+        ev.classifier, _ = cached_classifier(DataConfig(), cache_dir)
+    else:
+        claims = None
+    reference = None
+    if suite.needs_features:
+        net = feature_net(suite, ev)
+        ref_names = sorted(p.name for p in Path(ref_dir).iterdir())
+        stamp = [Path(ref_dir, n).stat().st_mtime_ns for n in ref_names]
+        key = {"folder": str(Path(ref_dir).resolve()), "files": ref_names, "mtimes": stamp,
+               "resolution": suite.resolution or gen.shape[-1], "network": net.name,
+               "clip": ev.clip_key}  # fmt: skip
+        size = suite.resolution or gen.shape[-1]
+        reference = fid.cached_reference(
+            cache_dir, key, lambda: at_resolution(read_folder(Path(ref_dir))[1], size), net
+        )
+        suite = Suite(**{**suite.__dict__, "resolution": size})
+    return score_images(suite, ev, gen, reference, captions, claims)
