@@ -89,6 +89,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import ExperimentRun
+
+    exp = load_experiment(args.file, args.overrides)
+    run = ExperimentRun(exp, args.out, args.cache, tuple(args.retrain), progress=args.progress)
+    run.run()
+    return 0
+
+
 def not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         print(
@@ -125,8 +134,25 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--cache", type=Path, help="cache dir (default $HARNESS_CACHE)")
     sc.add_argument("--json", action="store_true", help="machine-readable output")
     sc.set_defaults(func=cmd_score)
+    r = sub.add_parser("run", help="train, sample and score every arm of an experiment")
+    r.add_argument("file", help="experiment YAML")
+    r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.eta=0.5")
+    r.add_argument("--out", type=Path, default=Path("runs"), help="results go to OUT/<name>/")
+    r.add_argument(
+        "--cache", type=Path, help="stage cache (default $HARNESS_CACHE or ~/.cache/unclip-harness)"
+    )
+    r.add_argument(
+        "--retrain",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="retrain this stage even if cached (repeatable; `all`)",
+    )
+    r.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars (logs stay)"
+    )
+    r.set_defaults(func=cmd_run)
     for verb, text in (
-        ("run", "train, sample and score every arm of an experiment"),
         ("sweep", "run an Optuna study over a config"),
         ("report", "comparison table and plots of a finished run"),
     ):

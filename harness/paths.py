@@ -6,6 +6,7 @@ current directory is searched first, then the directory the package was installe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -41,4 +42,12 @@ def list_yaml(folder: str) -> list[Path]:
 def yaml_name(path: Path, folder: str) -> str:
     """`experiments/sub/x.yaml` -> `sub/x`: the name `ls` shows and a suite is named by."""
     parts = path.with_suffix("").parts
+    if folder not in parts:  # a file outside the folder (e.g. a suite next to an experiment)
+        return parts[-1]
     return "/".join(parts[len(parts) - 1 - parts[::-1].index(folder) + 1 :])
+
+
+def default_cache_dir() -> Path:
+    """Trained stages, embeddings, samples and reference statistics: shared by every run and
+    experiment of this user (`--cache DIR` or $HARNESS_CACHE to move it)."""
+    return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "unclip-harness")

@@ -235,8 +235,14 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
 
 
 def check_metrics(name: Any, where: str) -> str:
+    """A suite name (metrics/NAME.yaml) or a YAML path relative to the experiment file."""
     if not isinstance(name, str):
         raise ConfigError(f"metrics: expected a suite name, got {name!r}", where)
+    if name.endswith((".yaml", ".yml")):
+        path = (Path(where).parent / name).resolve()
+        if not path.is_file():
+            raise ConfigError(f"metrics: suite file not found: {path}", where)
+        return str(path)
     if paths.find_in("metrics", name) is None:
         known = [p.stem for p in paths.list_yaml("metrics")]
         hint = suggest(name, known)

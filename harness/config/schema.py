@@ -172,9 +172,10 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    split: Literal["val", "test"] = "test"  # captions that no stage trained on
     grid: int = bounded(16, min=1)  # images per sample grid
     batch_size: int = bounded(64, min=1)
+    # DDIM eta of image variations (diversity metric); 0 reconstructs the source exactly.
+    variation_eta: float = knob(1.0, min=0.0)
 
 
 def _evaluator_clip() -> ClipConfig:

@@ -11,7 +11,6 @@ the same stage key the experiment runner uses, so both share it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..config.hashing import training_fields
 from ..data import build_source
 from ..data.images import resize, to_model, to_uint8
 from ..errors import HarnessError
+from ..paths import default_cache_dir
 from . import fid
 from .clip_score import clip_score
 from .compositional import Claim, cached_classifier, compositional_accuracy, parse_caption
@@ -32,10 +32,6 @@ from .suite import Suite, resolve_features
 from .uncertainty import Estimate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "unclip-harness"))
 
 
 @dataclass

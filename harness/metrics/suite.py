@@ -40,6 +40,7 @@ class Suite:
     clip_model: Literal["evaluator", "conditioning"] = "evaluator"  # conditioning: biased, warns
     diversity_sources: int = bounded(16, min=1)
     diversity_variations: int = bounded(4, min=2)
+    classifier_steps: int = bounded(800, min=1)  # attribute classifier (compositional)
     n_bootstrap: int = bounded(200, min=10)
     kid_subsets: int = bounded(100, min=1)
     kid_subset_size: int = bounded(1000, min=2)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,19 @@ from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from ..config import TrainConfig
 
 METRICS_FILE = "stage_metrics.json"
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banner lines and known-harmless warnings out of the run log."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        r".*validation_step.*but have no .val_dataloader.*",
+        r".*isinstance\(treespec, LeafSpec\).*",
+        r".*does not have many workers.*",
+        r".*litlogger.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def seed_all(seed: int) -> None:
@@ -41,6 +56,7 @@ def make_trainer(
     module after `fit` are the averaged ones (what the paper samples with).
     """
     set_threads(train)
+    quiet_lightning()
     cbs = list(callbacks or [])
     if ema is not None and ema > 0:
         cbs.append(EMAWeightAveraging(decay=ema))

@@ -1,0 +1,243 @@
+"""GLIDE-style diffusion UNet, used by the unCLIP decoder and (without conditioning) the
+upsamplers.
+
+Decoder (Ramesh et al. 2022, §2.1): the CLIP image embedding z_i is (a) projected and added
+to the timestep embedding and (b) projected into `clip_tokens` extra context tokens that are
+concatenated to the outputs of a small text encoder over the caption. Attention blocks at
+the low resolutions attend over [context; image] jointly, as GLIDE's encoder_kv does.
+
+Upsampler: the bicubically upsampled low-resolution image is concatenated to x_t as extra
+input channels; no z_i, no caption, no attention, so the net is fully convolutional and a
+model trained on crops samples whole images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .text_encoder import TextEncoder, token_mask
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of timesteps t (B,) -> (B, dim) (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def norm(channels: int) -> nn.GroupNorm:
+    # GLIDE uses 32 groups; at our widths (32-64 channels) 8 keeps several channels per group.
+    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+
+
+def zero(module: nn.Module) -> nn.Module:
+    """Zero-initialise a residual branch's last layer: each block starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """Conv block whose second norm is modulated by the embedding (scale-shift norm)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int) -> None:
+        super().__init__()
+        self.in_layers = nn.Sequential(norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.emb = nn.Linear(emb_dim, 2 * c_out)
+        self.out_norm = norm(c_out)
+        self.out_conv = zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """x (B, c_in, H, W), emb (B, E) -> (B, c_out, H, W)."""
+        h = self.in_layers(x)  # (B, c_out, H, W)
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)  # (B, c_out, 1, 1)
+        h = self.out_norm(h) * (1 + scale) + shift
+        return self.skip(x) + self.out_conv(F.silu(h))
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over the pixels, with the context tokens as extra keys/values."""
+
+    def __init__(self, channels: int, heads: int, context_width: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels are not divisible by {heads} heads")
+        self.heads = heads
+        self.norm = norm(channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.context_kv = nn.Linear(context_width, 2 * channels) if context_width else None
+        self.proj = zero(nn.Conv1d(channels, channels, 1))
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape  # (B, N, C) -> (B, heads, N, C / heads)
+        return x.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+
+    def forward(self, x: Tensor, context: Tensor | None, context_mask: Tensor | None) -> Tensor:
+        """x (B, C, H, W); context (B, Lc, Wc); context_mask (B, Lc) bool, True = attend."""
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x).reshape(b, c, h * w)).transpose(1, 2).chunk(3, dim=2)
+        mask = None
+        if context is not None and self.context_kv is not None:
+            ck, cv = self.context_kv(context).chunk(2, dim=2)  # (B, Lc, C) each
+            k, v = torch.cat([ck, k], dim=1), torch.cat([cv, v], dim=1)  # (B, Lc + HW, C)
+            pixels = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
+            mask = torch.cat([context_mask, pixels], dim=1)[:, None, None, :]  # (B, 1, 1, Lc+HW)
+        out = F.scaled_dot_product_attention(
+            self._split(q), self._split(k), self._split(v), attn_mask=mask
+        )  # (B, heads, HW, C / heads)
+        out = out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2)  # (B, C, HW)
+        return x + self.proj(out).reshape(b, c, h, w)
+
+
+class Stage(nn.ModuleList):
+    """A sequence of res/attention/resampling layers fed what each kind needs."""
+
+    def forward(self, x: Tensor, emb: Tensor, ctx: Tensor | None, mask: Tensor | None) -> Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, AttentionBlock):
+                x = layer(x, ctx, mask)
+            else:
+                x = layer(x)
+        return x
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """eps/x0/v network for images (B, out_channels, H, W).
+
+    clip_dim > 0 enables z_i conditioning; text_encoder enables the caption pathway;
+    low_channels > 0 makes it an upsampler (the upsampled low-res image is concatenated).
+    `attn_resolutions` are feature-map sizes, with `resolution` the input size.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        channel_mult: Sequence[int],
+        num_res_blocks: int,
+        resolution: int,
+        attn_resolutions: Sequence[int] = (),
+        heads: int = 4,
+        out_channels: int = 3,
+        low_channels: int = 0,
+        clip_dim: int = 0,
+        clip_tokens: int = 4,
+        context_width: int = 64,
+        text_encoder: TextEncoder | None = None,
+    ) -> None:
+        super().__init__()
+        if text_encoder is not None and text_encoder.width != context_width:
+            raise ValueError("the text encoder's width must equal context_width")
+        self.levels, self.low_channels = len(channel_mult), low_channels
+        self.clip_dim, self.clip_tokens, self.context_width = clip_dim, clip_tokens, context_width
+        self.text_encoder = text_encoder
+        emb_dim = 4 * channels
+        self.time_embed = nn.Sequential(
+            nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        conditioned = clip_dim > 0 or text_encoder is not None
+        ctx_w = context_width if conditioned else 0
+        if clip_dim:
+            self.clip_emb = nn.Linear(clip_dim, emb_dim)  # z_i -> added to the timestep emb
+            self.clip_ctx = nn.Linear(clip_dim, clip_tokens * context_width)  # -> extra tokens
+        if conditioned:
+            self.ln_context = nn.LayerNorm(context_width)
+
+        def attn(ch: int, res: int) -> list[nn.Module]:
+            return [AttentionBlock(ch, heads, ctx_w)] if res in attn_resolutions else []
+
+        ch, res = channels, resolution
+        self.input = nn.Conv2d(3 + low_channels, ch, 3, padding=1)
+        skips, self.down = [ch], nn.ModuleList()
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                self.down.append(Stage([ResBlock(ch, channels * mult, emb_dim)]))
+                ch = channels * mult
+                self.down[-1].extend(attn(ch, res))
+                skips.append(ch)
+            if level < len(channel_mult) - 1:
+                self.down.append(Stage([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                skips.append(ch)
+                res //= 2
+        mid_attn = [AttentionBlock(ch, heads, ctx_w)] if attn_resolutions else []
+        self.middle = Stage([ResBlock(ch, ch, emb_dim), *mid_attn, ResBlock(ch, ch, emb_dim)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                self.up.append(Stage([ResBlock(ch + skips.pop(), channels * mult, emb_dim)]))
+                ch = channels * mult
+                self.up[-1].extend(attn(ch, res))
+                if level > 0 and i == num_res_blocks:
+                    self.up[-1].append(Upsample(ch))
+                    res *= 2
+        self.out = nn.Sequential(
+            norm(ch), nn.SiLU(), zero(nn.Conv2d(ch, out_channels, 3, padding=1))
+        )
+
+    def context(self, z_i: Tensor | None, tokens: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """[z_i tokens; caption tokens] (B, K + L, Wc) and their mask (B, K + L), or None."""
+        parts, masks = [], []
+        if self.clip_dim:
+            ctx = self.clip_ctx(z_i).reshape(-1, self.clip_tokens, self.context_width)  # (B,K,Wc)
+            parts.append(ctx)
+            masks.append(torch.ones(ctx.shape[:2], dtype=torch.bool, device=ctx.device))
+        if self.text_encoder is not None:
+            if tokens is None:
+                raise ValueError("this UNet conditions on the caption: pass tokens")
+            parts.append(self.text_encoder(tokens))  # (B, L, Wc)
+            masks.append(token_mask(tokens))  # an all-pad (dropped) caption is fully masked
+        if not parts:
+            return None
+        return self.ln_context(torch.cat(parts, dim=1)), torch.cat(masks, dim=1)
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        z_i: Tensor | None = None,
+        tokens: Tensor | None = None,
+        low: Tensor | None = None,
+    ) -> Tensor:
+        """x_t (B, 3, H, W), t (B,) original timesteps, z_i (B, D), tokens (B, L),
+        low (B, 3, H, W) upsampled conditioning image -> (B, out_channels, H, W)."""
+        if x.shape[-1] % 2 ** (self.levels - 1) or x.shape[-2] % 2 ** (self.levels - 1):
+            raise ValueError(f"H, W must be divisible by {2 ** (self.levels - 1)}: {x.shape}")
+        emb = self.time_embed(timestep_embedding(t, self.input.out_channels))  # (B, E)
+        if self.clip_dim:
+            if z_i is None:
+                raise ValueError("this UNet conditions on z_i: pass it (or the null embedding)")
+            emb = emb + self.clip_emb(z_i)
+        ctx = self.context(z_i, tokens)
+        ctx, mask = ctx if ctx is not None else (None, None)
+        if self.low_channels:
+            if low is None:
+                raise ValueError("this UNet is an upsampler: pass the low-resolution image")
+            x = torch.cat([x, low], dim=1)  # (B, 3 + low_channels, H, W)
+        h = self.input(x)
+        hs = [h]
+        for stage in self.down:
+            h = stage(h, emb, ctx, mask)
+            hs.append(h)
+        h = self.middle(h, emb, ctx, mask)
+        for stage in self.up:
+            h = stage(torch.cat([h, hs.pop()], dim=1), emb, ctx, mask)
+        return self.out(h)

@@ -1,0 +1,99 @@
+"""unCLIP end to end: caption -> prior -> z_i -> decoder -> upsamplers -> image.
+
+p(x|y) = p(x|z_i, y) p(z_i|y) (Ramesh et al. 2022, eq. 1): the prior samples z_i from the
+caption's CLIP text embedding z_t and token encodings; the decoder inverts CLIP's image
+encoder; the upsamplers raise the resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import Config
+from .data.images import resize, to_model
+from .stages.prior import sample_z_i
+
+
+@dataclass
+class Pipeline:
+    cfg: Config
+    clip: Any  # ClipStage: the conditioning CLIP
+    prior: Any | None  # PriorStage, or None for the no-prior baselines
+    decoder: Any  # DecoderStage
+    upsamplers: list[Any] = field(default_factory=list)  # UpsamplerStage, low to high
+
+    def prior_z_i(
+        self, z_t: Tensor, text_enc: Tensor, text_mask: Tensor, generator: torch.Generator
+    ) -> Tensor | None:
+        """(B, D) z_i for the captions (None: the decoder's null z_i, `caption_only`)."""
+        return sample_z_i(self.cfg, self.prior, z_t, text_enc, text_mask, generator=generator)
+
+    def decode(
+        self,
+        z_i: Tensor | None,
+        tokens: Tensor | None,
+        generator: torch.Generator,
+        noise: Tensor | None = None,
+        eta: float | None = None,
+    ) -> Tensor:
+        """z_i (B, D) [+ caption tokens (B, L)] -> decoder-resolution images (B, 3, r, r)."""
+        d = self.cfg.decoder
+        return self.decoder.sample(
+            z_i,
+            tokens,
+            d.guidance_scale,
+            d.eta if eta is None else eta,
+            d.steps,
+            noise=noise,
+            generator=generator,
+            sampler=d.sampler,
+        )
+
+    def upsample(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Run the cascade: (B, 3, r, r) -> (B, 3, R, R) in [-1, 1]."""
+        for up in self.upsamplers:
+            x = up.sample(x, up.cfg.steps, up.cfg.eta, generator=generator)
+        return x
+
+    def generate(
+        self,
+        z_t: Tensor,
+        text_enc: Tensor,
+        text_mask: Tensor,
+        tokens: Tensor,
+        generator: torch.Generator,
+    ) -> dict[str, Tensor | None]:
+        """Captions (as CLIP encodings and tokens) -> z_i, the decoder's image, the final one."""
+        z_i = self.prior_z_i(z_t, text_enc, text_mask, generator)
+        low = self.decode(z_i, tokens, generator)
+        return {"z_i": z_i, "low": low, "images": self.upsample(low, generator)}
+
+    @torch.inference_mode()
+    def invert(self, images: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """The bipartite latent (z_i, x_T) of images (uint8 (B, 3, H, W)) by DDIM inversion
+        of the decoder conditioned on z_i (and the empty caption: a user image has none)."""
+        d = self.decoder
+        z_i = self.clip.encode_images(images).float()  # (B, D)
+        x0 = resize(to_model(images).to(d.device), d.cfg.resolution)  # (B, 3, r, r)
+        cond: dict[str, Tensor] = {"z_i": z_i.to(d.device)}
+        if d.cfg.text_cond:
+            cond["tokens"] = torch.zeros(
+                len(x0), d.context_length, dtype=torch.long, device=d.device
+            )
+        diffusion = d.diffusion.respaced(steps or self.cfg.decoder.steps)
+        return z_i, diffusion.ddim_invert(d.net, x0, **cond)
+
+    def vary(self, images: Tensor, n: int, eta: float, generator: torch.Generator) -> Tensor:
+        """n variations of each image: decode its inverted (z_i, x_T) with DDIM at `eta`
+        (eta = 0 reconstructs). Unguided, as inverted. -> (B, n, 3, R, R) in [-1, 1]."""
+        z_i, x_t = self.invert(images)
+        z = z_i.repeat_interleave(n, dim=0)  # (B n, D)
+        noise = x_t.repeat_interleave(n, dim=0)  # (B n, 3, r, r)
+        d = self.cfg.decoder
+        low = self.decoder.sample(z, None, 1.0, eta, d.steps, noise=noise, generator=generator)
+        out = self.upsample(low, generator)
+        return out.reshape(len(images), n, *out.shape[1:])

@@ -1,0 +1,335 @@
+"""`run`: arms x seeds -> stages (through the cache) -> samples -> metrics -> results.
+
+Every stage an arm needs is resolved through the content-addressed stage cache, so arms that
+share a stage (same hash) share one training; sampling-time knobs retrain nothing. Samples
+are cached too (keyed by the stage keys, every sampling knob, the suite and the seed), so a
+warm rerun only re-scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import paths, tracking
+from .cache import StageCache
+from .config import Arm, Config, Experiment, stage_keys
+from .config.hashing import digest
+from .data.images import to_uint8
+from .errors import HarnessError
+from .pipeline import Pipeline
+from .stages.common import METRICS_FILE, write_json_atomic
+from .stages.registry import SPECS
+
+log = logging.getLogger(__name__)
+ORDER = ("clip", "eval_clip", "prior", "decoder", "upsampler1", "upsampler2")
+
+
+@dataclass
+class ArmResult:
+    arm: Arm
+    seed: int
+    keys: dict[str, str | None]
+    metrics: dict[str, Any]  # name -> Estimate
+    out_dir: Path
+    wandb_dir: str | None
+    config: Config
+
+
+def sampling_fields(obj: Any) -> dict[str, Any]:
+    """Every field of a dataclass tree (sampling knobs included): what a sample depends on."""
+    return dataclasses.asdict(obj)
+
+
+class Runner:
+    def __init__(
+        self,
+        exp: Experiment,
+        out: str | Path = "runs",
+        cache_dir: str | Path | None = None,
+        retrain: tuple[str, ...] = (),
+        progress: bool = True,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        unknown = sorted(set(retrain) - set(ORDER) - {"all"})
+        if unknown:
+            raise HarnessError(
+                f"--retrain: unknown stage {unknown[0]!r} (stages: {', '.join(ORDER)}, all)"
+            )
+        self.exp = exp
+        self.root = Path(out) / exp.name
+        self.cache = StageCache(Path(cache_dir) if cache_dir else paths.default_cache_dir())
+        self.retrain = set(ORDER) if "all" in retrain else set(retrain)
+        self.retrained: set[tuple[str, str]] = set()
+        self.progress = progress
+        self.echo = echo
+        self.modules: dict[tuple[str, str], Any] = {}
+
+    # ------------------------------------------------------------------ stages
+    def resolve(self, cfg: Config, keys: dict[str, str | None]) -> tuple[dict, dict]:
+        """Load every stage this arm needs, training (once, across processes) what is absent."""
+        loaded: dict[str, Any] = {}
+        paths: dict[str, Path] = {}
+        for name in ORDER:
+            key = keys[name]
+            if key is None:
+                continue
+            spec = SPECS[name]
+            redo = name in self.retrain and (name, key) not in self.retrained
+            if not self.cache.has(name, key) or redo:
+                self.echo(f"  {name:<10} {key}  training ...")
+            res = self.cache.resolve(
+                name,
+                key,
+                self._trainer(cfg, name, key, loaded, paths),
+                retrain=redo,
+                meta={"experiment": self.exp.name},
+            )
+            if redo:
+                self.retrained.add((name, key))
+                self.modules.pop((name, key), None)
+            how = "reused" if res.reused else f"trained in {res.seconds:.0f} s"
+            self.echo(f"  {name:<10} {key}  {how}")
+            paths[name] = res.path
+            if (name, key) not in self.modules:
+                self.modules[(name, key)] = spec.load(cfg, res.path, loaded)
+            loaded[name] = self.modules[(name, key)]
+        return loaded, paths
+
+    def _trainer(self, cfg: Config, name: str, key: str, loaded: dict, paths: dict):
+        def train(tmp: Path) -> dict[str, Any]:
+            run = tracking.init_run(
+                cfg.tracking,
+                name=f"{name}-{key}",
+                group=self.exp.name,
+                job_type=f"train-{name}",
+                config={"stage": name, "key": key, **dataclasses.asdict(cfg)},
+                directory=self.root / "wandb-stages",
+            )
+            SPECS[name].train(cfg, tmp, loaded, paths, self.progress)
+            metrics = json.loads((tmp / METRICS_FILE).read_text())
+            numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            tracking.log_results(run, numbers)
+            tracking.finish(run)
+            return {"stage_metrics": metrics}
+
+        return train
+
+    # ------------------------------------------------------------------ samples
+    def samples(self, cfg: Config, keys: dict, pipe: Pipeline, paths: dict, suite: Any) -> Path:
+        """Generate (or reuse) the arm's samples for the suite's captions; returns their dir."""
+        from .embeddings import compute_embeddings
+
+        sample_key = digest(
+            "samples",
+            keys,
+            sampling_fields(cfg.prior),
+            sampling_fields(cfg.decoder),
+            sampling_fields(cfg.upsamplers),
+            suite.split,
+            suite.n_samples,
+            cfg.sample.batch_size,
+            cfg.seed,
+        )
+
+        def generate(tmp: Path) -> dict[str, Any]:
+            emb = compute_embeddings(pipe.clip, paths["clip"], cfg.data, suite.split)
+            n = min(suite.n_samples, len(emb))
+            g = torch.Generator().manual_seed(cfg.seed)
+            chunks, z_chunks = [], []
+            bs = cfg.sample.batch_size
+            start = time.perf_counter()
+            for lo in range(0, n, bs):
+                hi = min(lo + bs, n)
+                out = pipe.generate(
+                    torch.from_numpy(np.array(emb.z_t[lo:hi], np.float32)),
+                    torch.from_numpy(np.array(emb.text_enc[lo:hi], np.float32)),
+                    torch.from_numpy(np.array(emb.text_mask[lo:hi])),
+                    torch.from_numpy(np.array(emb.tokens[lo:hi])),
+                    g,
+                )
+                chunks.append(to_uint8_np(out["images"]))
+                if out["z_i"] is not None:
+                    z_chunks.append(out["z_i"].cpu().numpy())
+                self.echo(f"  sampling   {hi}/{n}")
+            np.save(tmp / "images.npy", np.concatenate(chunks))
+            if z_chunks:
+                np.save(tmp / "z_i.npy", np.concatenate(z_chunks))
+            (tmp / "captions.json").write_text(json.dumps(list(emb.captions[:n])))
+            write_json_atomic(tmp / METRICS_FILE, {"seconds": time.perf_counter() - start, "n": n})
+            return {}
+
+        return self.cache.resolve("samples", sample_key, generate).path
+
+
+def to_uint8_np(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, 3, H, W)."""
+    return to_uint8_tensor(x).numpy()
+
+
+class ExperimentRun(Runner):
+    """The whole experiment: every arm x seed, then results.csv / results.json / the table."""
+
+    def evaluators(self, cfg: Config, loaded: dict, keys: dict, suite: Any) -> Any:
+        from .metrics.compositional import cached_classifier
+        from .metrics.score import Evaluators
+
+        classifier = None
+        if "compositional" in suite.metrics and cfg.data.source == "shapes":
+            classifier, _ = cached_classifier(
+                cfg.data, self.cache.root / "classifier", suite.classifier_steps
+            )
+        return Evaluators(
+            clip=loaded["eval_clip"],
+            conditioning_clip=loaded["clip"],
+            classifier=classifier,
+            clip_key=keys["eval_clip"] or "",
+        )
+
+    def score(self, cfg: Config, pipe: Pipeline, ev: Any, samples: Path, suite: Any) -> dict:
+        from .data import build_source
+        from .metrics.compositional import claim_of
+        from .metrics.score import data_reference, feature_net, score_images
+
+        images = torch.from_numpy(np.load(samples / "images.npy"))
+        captions = json.loads((samples / "captions.json").read_text())
+        reference = None
+        if suite.needs_features:
+            net = feature_net(suite, ev)
+            reference = data_reference(
+                cfg.data, suite, net, self.cache.root / "references", ev.clip_key
+            )
+        source = build_source(cfg.data, suite.split)
+        claims = None
+        if ev.classifier is not None and hasattr(source, "attributes"):
+            claims = [claim_of(a) for a in source.attributes[: len(images)]]
+        variations = None
+        if "diversity" in suite.metrics:
+            n = min(suite.diversity_sources, len(source))
+            src = torch.stack([source[i][0] for i in range(n)])  # uint8 (S, 3, H, W)
+            g = torch.Generator().manual_seed(cfg.seed + 1)
+            var = pipe.vary(src, suite.diversity_variations, cfg.sample.variation_eta, g)
+            variations = (src, to_uint8_tensor(var))
+        return score_images(suite, ev, images, reference, captions, claims, variations, cfg.seed)
+
+    def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
+        cfg = self.exp.config(arm, seed)
+        keys = stage_keys(cfg)
+        loaded, paths = self.resolve(cfg, keys)
+        ups = [loaded[u] for u in ("upsampler1", "upsampler2") if u in loaded]
+        pipe = Pipeline(cfg, loaded["clip"], loaded.get("prior"), loaded["decoder"], ups)
+        samples = self.samples(cfg, keys, pipe, paths, suite)
+        self.echo("  scoring ...")
+        metrics = self.score(cfg, pipe, self.evaluators(cfg, loaded, keys, suite), samples, suite)
+        out = self.root / arm.slug / f"seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        grid = write_grid(out / "samples.png", samples, cfg.sample.grid)
+        from .results import estimate_dict, save_replicates
+
+        write_json_atomic(
+            out / "metrics.json",
+            {
+                "arm": arm.label,
+                "seed": seed,
+                "axes": arm.axes,
+                "stage_keys": keys,
+                "metrics": estimate_dict(metrics),
+                "suite": suite.name,
+            },
+        )
+        save_replicates(out / "replicates.npz", metrics)
+        run = tracking.init_run(
+            cfg.tracking,
+            name=f"{arm.label}/seed{seed}",
+            group=self.exp.name,
+            job_type="arm",
+            config={
+                **dataclasses.asdict(cfg),
+                "arm": arm.label,
+                "axes": arm.axes,
+                "stage_keys": keys,
+                "suite": suite.name,
+            },
+            directory=out,
+        )
+        summary = {}
+        for name, e in metrics.items():
+            summary |= {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
+        captions = json.loads((samples / "captions.json").read_text())[: cfg.sample.grid]
+        tracking.log_results(
+            run,
+            summary,
+            images={"samples": grid},
+            table=(["index", "caption"], [[i, c] for i, c in enumerate(captions)]),
+        )
+        wandb_dir = tracking.finish(run)
+        return ArmResult(arm, seed, keys, metrics, out, wandb_dir, cfg)
+
+    def run(self) -> list[ArmResult]:
+        from .metrics.suite import load_suite, resolve_features
+        from .results import table, write_csv, write_json
+
+        suite = load_suite(self.exp.metrics)
+        resolve_features(suite)  # a suite that cannot run here fails before any training
+        self.root.mkdir(parents=True, exist_ok=True)
+        results = []
+        total = len(self.exp.arms) * len(self.exp.seeds)
+        for arm in self.exp.arms:
+            for seed in self.exp.seeds:
+                self.echo(f"[{len(results) + 1}/{total}] {arm.label}  seed {seed}")
+                results.append(self.run_one(arm, seed, suite))
+        records = [
+            {"arm": r.arm.label, "seed": r.seed, "axes": r.arm.axes, "metrics": r.metrics}
+            for r in results
+        ]
+        write_csv(self.root / "results.csv", records, self.exp.axes)
+        write_json(
+            self.root / "results.json",
+            {
+                "experiment": self.exp.name,
+                "file": str(self.exp.path),
+                "overrides": self.exp.overrides,
+                "suite": suite.name,
+                "axes": self.exp.axes,
+                "rows": [
+                    {
+                        "arm": r.arm.label,
+                        "seed": r.seed,
+                        "axes": r.arm.axes,
+                        "stage_keys": r.keys,
+                        "dir": str(r.out_dir),
+                        "wandb_dir": r.wandb_dir,
+                        "metrics": {k: e.as_dict() for k, e in r.metrics.items()},
+                        "config": dataclasses.asdict(r.config),
+                    }
+                    for r in results
+                ],
+            },
+        )
+        self.echo("\n" + table(records))
+        self.echo(f"\nresults: {self.root / 'results.csv'}")
+        return results
+
+
+def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
+    return to_uint8(x).cpu()
+
+
+def write_grid(path: Path, samples: Path, n: int) -> Path:
+    """The first n samples as one PNG grid (captions listed in the matching .txt)."""
+    from torchvision.utils import save_image
+
+    images = torch.from_numpy(np.load(samples / "images.npy")[:n]).float() / 255.0
+    save_image(images, path, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
+    captions = json.loads((samples / "captions.json").read_text())[:n]
+    path.with_suffix(".txt").write_text("\n".join(captions) + "\n")
+    return path

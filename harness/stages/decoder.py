@@ -1,0 +1,358 @@
+"""unCLIP decoder stage: a GLIDE-style diffusion UNet that inverts CLIP image embeddings.
+
+p(x | z_i, y) (Ramesh et al. 2022, §2.1). Classifier-free guidance is trained by dropping the
+conditioning: z_i is replaced by the null embedding (zero or learned, `clip_null`) with
+probability `clip_drop` (paper 0.1), and the caption by an all-pad caption with probability
+`text_drop` (paper 0.5). Sampling guides on both at once, as the paper does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..config import Config, DataConfig, DecoderConfig
+from ..config.hashing import training_fields
+from ..data import build_source
+from ..data.images import resize, to_model
+from ..diffusion import GaussianDiffusion, betas_for, guided
+from ..errors import HarnessError
+from ..nets.text_encoder import CLIP_VOCAB, TextEncoder
+from ..nets.unet import UNet
+from .common import make_trainer, seed_all, write_stage_metrics
+
+MODEL_FILE = "model.pt"
+GRID_FILE, CAPTIONS_FILE = "samples.png", "samples.txt"
+FORMAT = 1
+EVAL_SAMPLES = 128  # held-out images decoded for the matched/shuffled cosine
+VAL_ITEMS = 256  # held-out images in the validation loss
+
+
+# ------------------------------------------------------------------ shared stage helpers
+def stage_images(data_cfg: DataConfig, split: str, resolution: int) -> Tensor:
+    """uint8 (N, 3, r, r): the split rendered once at data.resolution, area-resized to r, so
+    every stage of the cascade sees the same pixels."""
+    source = build_source(data_cfg, split)
+    if hasattr(source, "images"):  # shapes: rendered up front as (N, H, W, 3)
+        full = torch.from_numpy(np.asarray(source.images)).permute(0, 3, 1, 2)
+    else:
+        full = torch.stack([source[i][0] for i in range(len(source))])
+    out = [
+        resize(to_model(full[i : i + 1024]), resolution).add(1).mul(127.5).round().clamp(0, 255)
+        for i in range(0, len(full), 1024)  # chunks: the float copy of 12k 64 px images is 600 MB
+    ]
+    return torch.cat(out).to(torch.uint8).contiguous()
+
+
+def save_model(out_dir: Path, module: nn.Module, meta: dict[str, Any]) -> Path:
+    """model.pt = meta (what rebuilds the module) + state dict, written atomically."""
+    path = Path(out_dir) / MODEL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"format": FORMAT, **meta, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_payload(out_dir: Path, what: str, cfg_key: str, wanted: Any) -> dict[str, Any]:
+    """model.pt's dict; HarnessError if missing or trained with other training fields."""
+    path = Path(out_dir) / MODEL_FILE
+    if not path.is_file():
+        raise HarnessError(f"no trained {what} here: {path} is missing (train the stage first)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved, want = payload[cfg_key], training_fields(wanted)
+    differ = sorted(k for k in want if saved.get(k) != want[k])
+    if differ:
+        raise HarnessError(
+            f"{what} checkpoint was trained with other values of {differ}", str(path)
+        )
+    return payload
+
+
+def write_grid(
+    out_dir: Path, real: Tensor, samples: Tensor, captions: list[str], cols: int = 4, cell: int = 64
+) -> Path:
+    """samples.png: per held-out caption its real image (left) and the decoding of that
+    image's z_i (right), the caption below; samples.txt lists the captions in grid order.
+    real: uint8 (K, 3, r, r); samples: float (K, 3, r, r) in [-1, 1]."""
+    from PIL import Image, ImageDraw
+
+    from ..data.images import to_uint8
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = torch.cat([real.to(torch.uint8), to_uint8(samples.cpu())], dim=3)  # (K, 3, r, 2r)
+    pairs = torch.nn.functional.interpolate(pairs.float(), size=(cell, 2 * cell), mode="nearest")
+    text_h, w = 40, 2 * cell + 8
+    rows = -(-len(captions) // cols)
+    grid = Image.new("RGB", (cols * w, rows * (cell + text_h)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, (img, caption) in enumerate(zip(pairs.to(torch.uint8), captions, strict=True)):
+        x, y = (i % cols) * w, (i // cols) * (cell + text_h)
+        grid.paste(Image.fromarray(img.permute(1, 2, 0).numpy()), (x, y))
+        lines = textwrap.wrap(caption, 22)[:3]  # ~22 characters fit PIL's default font
+        draw.text((x + 2, y + cell + 2), "\n".join(lines), fill="black")
+    for name, write in (
+        (GRID_FILE, lambda p: grid.save(p, format="PNG")),
+        (CAPTIONS_FILE, lambda p: p.write_text("\n".join(captions) + "\n")),
+    ):
+        tmp = out_dir / f".{name}.{os.getpid()}.tmp"
+        write(tmp)
+        os.replace(tmp, out_dir / name)
+    return out_dir / GRID_FILE
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    import open_clip
+
+    return open_clip.SimpleTokenizer()  # reading its BPE merges takes seconds: build once
+
+
+# ------------------------------------------------------------------------------- module
+def build_unet(cfg: DecoderConfig, clip_dim: int, context_length: int, vocab_size: int) -> UNet:
+    text = None
+    if cfg.text_cond:
+        heads = max(1, cfg.text_width // 32)
+        text = TextEncoder(context_length, cfg.text_width, cfg.text_layers, heads, vocab_size)
+    return UNet(
+        channels=cfg.channels, channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
+        resolution=cfg.resolution, attn_resolutions=cfg.attn_resolutions, heads=cfg.heads,
+        clip_dim=clip_dim, clip_tokens=cfg.clip_tokens, context_width=cfg.text_width,
+        text_encoder=text,
+    )  # fmt: skip
+
+
+class DecoderStage(pl.LightningModule):
+    """(UNet, diffusion) pair; batches are (uint8 images (B,3,r,r), z_i (B,D), tokens (B,L))."""
+
+    def __init__(
+        self, cfg: DecoderConfig, clip_dim: int, context_length: int, vocab_size: int = CLIP_VOCAB
+    ) -> None:
+        super().__init__()
+        self.cfg, self.clip_dim = cfg, clip_dim
+        self.context_length, self.vocab_size = context_length, vocab_size
+        self.net = build_unet(cfg, clip_dim, context_length, vocab_size)
+        self.diffusion = GaussianDiffusion(betas_for(cfg.schedule, cfg.timesteps), cfg.prediction)
+        if cfg.clip_null == "learned":
+            self.clip_null = nn.Parameter(torch.randn(clip_dim) / clip_dim**0.5)
+        else:
+            self.register_buffer("clip_null", torch.zeros(clip_dim))
+
+    # ------------------------------------------------------------------- training
+    def drop_conditioning(self, z_i: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Null z_i with prob clip_drop and an all-pad caption with prob text_drop, per item."""
+        b = z_i.shape[0]
+        drop_z = torch.rand(b, device=z_i.device) < self.cfg.clip_drop  # (B,)
+        z_i = torch.where(drop_z[:, None], self.clip_null.to(z_i.dtype).expand_as(z_i), z_i)
+        drop_y = torch.rand(b, device=tokens.device) < self.cfg.text_drop  # (B,)
+        return z_i, tokens.masked_fill(drop_y[:, None], 0)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], _: int) -> Tensor:
+        images, z_i, tokens = batch
+        z_i, tokens = self.drop_conditioning(z_i.float(), tokens)
+        loss = self.diffusion.training_losses(self.net, to_model(images), z_i=z_i, tokens=tokens)
+        loss = loss.mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_loss(self, batch: tuple[Tensor, Tensor, Tensor], idx: int = 0) -> Tensor:
+        """Conditional loss (no dropout) with t and noise fixed by `idx`, so two evaluations
+        differ by the model only."""
+        images, z_i, tokens = batch
+        x0 = to_model(images.to(self.device))
+        g = torch.Generator(device=x0.device).manual_seed(idx)
+        loss = self.diffusion.training_losses(self.net, x0, generator=g, z_i=z_i.to(x0),
+                                              tokens=tokens.to(self.device))  # fmt: skip
+        return loss.mean()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], idx: int) -> None:
+        self.log("val/loss", self.validation_loss(batch, idx), batch_size=len(batch[0]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+
+    # ------------------------------------------------------------------- sampling
+    def tokenize(self, captions: list[str]) -> Tensor:
+        """open_clip's SimpleTokenizer (that of `arch: custom` and the OpenAI CLIPs); for a
+        CLIP with another tokenizer pass its token ids instead of strings."""
+        return _tokenizer()(list(captions), context_length=self.context_length)
+
+    def _batch(self, z_i: Tensor | None, captions: Any, noise: Tensor | None) -> int:
+        for x in (z_i, captions, noise):
+            if x is not None:
+                return len(x)
+        raise ValueError("pass z_i, captions or noise: the batch size is unknown")
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        z_i: Tensor | None,
+        captions: list[str] | Tensor | None,
+        guidance_scale: float,
+        eta: float,
+        steps: int,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str = "ddim",
+    ) -> Tensor:
+        """Decode z_i (B, D) (None: the null embedding, the caption_only baseline) and
+        captions (strings or (B, L) tokens; None: no caption) -> images (B, 3, r, r) in [-1, 1].
+
+        Guidance (scale != 1) contrasts (z_i, caption) with (null z_i, all-pad caption).
+        """
+        b, dev, r = self._batch(z_i, captions, noise), self.device, self.cfg.resolution
+        null = self.clip_null.detach()
+        z = null.expand(b, -1) if z_i is None else z_i.to(dev, torch.float32)
+        cond: dict[str, Any] = {"z_i": z.contiguous()}
+        uncond: dict[str, Any] = {"z_i": null}
+        if self.cfg.text_cond:
+            if captions is None:
+                tokens = torch.zeros(b, self.context_length, dtype=torch.long)
+            elif isinstance(captions, Tensor):
+                tokens = captions
+            else:
+                tokens = self.tokenize(captions)
+            cond["tokens"], uncond["tokens"] = tokens.to(dev), torch.zeros_like
+        model = self.net if guidance_scale == 1 else guided(self.net, guidance_scale, uncond)
+        diffusion = self.diffusion.respaced(steps)
+        if sampler not in ("ddim", "ddpm"):
+            raise ValueError(f"sampler must be ddim or ddpm, got {sampler!r}")
+        kw = {"noise": noise, "generator": generator, "device": dev, **cond}
+        if sampler == "ddim":
+            x = diffusion.ddim_sample(model, (b, 3, r, r), eta=eta, **kw)
+        else:
+            x = diffusion.ddpm_sample(model, (b, 3, r, r), **kw)
+        return x.clamp(-1, 1)
+
+
+# -------------------------------------------------------------------------- train / load
+def _embedding_cache(clip_dir: Path | None, out_dir: Path) -> Path:
+    # The CLIP's own directory shares its embedding cache with every other stage; without
+    # it the cache lives beside the decoder (correct, only recomputed once per decoder).
+    return Path(clip_dir) if clip_dir is not None else Path(out_dir) / "clip"
+
+
+def train_decoder(
+    cfg: Config,
+    clip: Any,
+    out_dir: Path,
+    evaluator: Any | None = None,
+    progress: bool = True,
+    clip_dir: Path | None = None,
+) -> DecoderStage:
+    """Train the decoder on the train split's images and CLIP z_i; write model.pt,
+    stage_metrics.json and a sample grid (samples.png + samples.txt) into out_dir.
+
+    `evaluator` (the evaluator CLIP) scores held-out decodings; without it the conditioning
+    CLIP scores them, which flatters the decoder (recorded in the metrics).
+    """
+    from ..embeddings import compute_embeddings
+
+    d, out_dir = cfg.decoder, Path(out_dir)
+    seed_all(cfg.seed)
+    cache = _embedding_cache(clip_dir, out_dir)
+    train_emb = compute_embeddings(clip, cache, cfg.data, "train")
+    val_emb = compute_embeddings(clip, cache, cfg.data, "val")
+    train_x = stage_images(cfg.data, "train", d.resolution)
+    val_x = stage_images(cfg.data, "val", d.resolution)
+
+    def tensors(emb: Any, images: Tensor, n: int) -> TensorDataset:
+        z = torch.from_numpy(np.array(emb.z_i[:n], dtype=np.float32))
+        return TensorDataset(images[:n], z, torch.from_numpy(np.array(emb.tokens[:n])))
+
+    train_set, val_set = (
+        tensors(train_emb, train_x, len(train_x)),
+        tensors(val_emb, val_x, VAL_ITEMS),
+    )
+    decoder = DecoderStage(d, clip.embed_dim, clip.context_length)
+    loader = DataLoader(train_set, batch_size=min(d.batch_size, len(train_set)), shuffle=True,
+                        drop_last=True, num_workers=cfg.train.num_workers)  # fmt: skip
+    trainer = make_trainer(cfg.train, d.train_steps, ema=d.ema, progress=progress)
+    start = time.perf_counter()
+    if d.train_steps > 0:
+        trainer.fit(decoder, loader)
+    seconds = time.perf_counter() - start
+    decoder = decoder.cpu().eval()
+    with torch.inference_mode():  # once, on the final (EMA) weights
+        val_loss = float(decoder.validation_loss(val_set.tensors))
+    metrics = evaluate_decoder(decoder, cfg, val_emb, val_x, evaluator or clip, out_dir)
+    metrics.update(
+        train_steps=trainer.global_step, train_seconds=round(seconds, 2),
+        images_per_second=round(trainer.global_step * d.batch_size / max(seconds, 1e-9), 1),
+        val_loss=val_loss,
+        evaluator="eval_clip" if evaluator is not None else "conditioning_clip (biased)",
+    )  # fmt: skip
+    save_model(out_dir, decoder, _meta(decoder))
+    write_stage_metrics(out_dir, metrics)
+    return decoder
+
+
+def evaluate_decoder(
+    decoder: DecoderStage, cfg: Config, emb: Any, images: Tensor, evaluator: Any, out_dir: Path
+) -> dict[str, Any]:
+    """Decode held-out images' z_i (with their captions); evaluator-CLIP cosine between each
+    decoding and its own image vs a shuffled image. Also writes the sample grid."""
+    d = cfg.decoder
+    n = min(EVAL_SAMPLES, len(images))
+    g = torch.Generator().manual_seed(cfg.seed)
+    z_i = torch.from_numpy(np.array(emb.z_i[:n], dtype=np.float32))
+    tokens = torch.from_numpy(np.array(emb.tokens[:n]))
+    samples = decoder.sample(z_i, tokens, d.guidance_scale, d.eta, d.steps, generator=g,
+                             sampler=d.sampler)  # fmt: skip
+    with torch.inference_mode():
+        e_s, e_r = evaluator.encode_images(samples), evaluator.encode_images(images[:n])  # (n, D)
+    perm = torch.randperm(n, generator=g)
+    other = perm[torch.arange(n).add(1) % n]  # a derangement: item perm[k] -> perm[k + 1]
+    shuffled_to = torch.empty_like(perm)
+    shuffled_to[perm] = other
+    matched = (e_s * e_r).sum(1).float()  # (n,)
+    shuffled = (e_s * e_r[shuffled_to]).sum(1).float()  # (n,)
+    k = min(cfg.sample.grid, n)
+    write_grid(out_dir, images[:k], samples[:k], list(emb.captions[:k]))
+    se = n**-0.5
+    return {
+        "clip_cos_matched": float(matched.mean()),
+        "clip_cos_matched_se": float(matched.std() * se),
+        "clip_cos_shuffled": float(shuffled.mean()),
+        "clip_cos_shuffled_se": float(shuffled.std() * se),
+        "clip_cos_margin": float((matched - shuffled).mean()),
+        "matched_beats_shuffled": float((matched > shuffled).float().mean()),
+        "eval_samples": n,
+        "guidance_scale": d.guidance_scale,
+        "sampling_steps": d.steps,
+    }
+
+
+def _meta(decoder: DecoderStage) -> dict[str, Any]:
+    return {
+        "decoder_cfg": training_fields(decoder.cfg),
+        "full_cfg": dataclasses.asdict(decoder.cfg),
+        "clip_dim": decoder.clip_dim,
+        "context_length": decoder.context_length,
+        "vocab_size": decoder.vocab_size,
+    }
+
+
+def load_decoder(out_dir: Path, cfg: Config, clip_dim: int) -> DecoderStage:
+    """The decoder train_decoder wrote to out_dir (EMA weights), in eval mode, frozen.
+    Sampling knobs come from `cfg`; the training fields must match the checkpoint's."""
+    payload = load_payload(out_dir, "decoder", "decoder_cfg", cfg.decoder)
+    if payload["clip_dim"] != clip_dim:
+        raise HarnessError(f"decoder was trained on {payload['clip_dim']}-d z_i, not {clip_dim}",
+                           str(out_dir))  # fmt: skip
+    decoder = DecoderStage(cfg.decoder, clip_dim, payload["context_length"], payload["vocab_size"])
+    decoder.load_state_dict(payload["state_dict"])
+    return decoder.eval().requires_grad_(False)

@@ -1,0 +1,214 @@
+"""unCLIP diffusion upsamplers (Ramesh et al. 2022, §2.1): low-res image -> high-res image.
+
+Two stages (paper 64->256->1024; here cfg.upsamplers.first/.second, each taking the previous
+stage's output resolution). No caption and no z_i: the net sees only x_t and the bicubically
+upsampled low-resolution image. Training uses random crops (`crop_fraction` of the target
+size, paper a quarter) and corrupts the conditioning image (`degradation`: blur for the
+first, BSR for the second) so the upsampler tolerates the previous stage's artefacts. The
+net is fully convolutional, so it samples whole images after training on crops.
+
+The diffusion runs over the residual x - up(low) rather than over x (as SRDiff, Li et al.
+2022, does): the net still sees up(low) as extra channels, as in the paper, but it only has
+to model the detail bicubic upsampling misses, which a small net learns in few steps; flat
+regions are then exactly the conditioning image instead of a re-synthesised copy of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..config import Config, UpsamplerConfig
+from ..config.hashing import training_fields
+from ..data.images import resize, to_model, to_uint8
+from ..degradations import degrade
+from ..diffusion import GaussianDiffusion, betas_for
+from ..errors import HarnessError
+from ..nets.unet import UNet
+from .common import make_trainer, seed_all, write_stage_metrics
+from .decoder import load_payload, save_model, stage_images
+
+WHICH = ("first", "second")
+EVAL_IMAGES = 64  # held-out images upsampled for the PSNR comparison
+VAL_ITEMS = 64
+
+
+def input_resolution(cfg: Config, which: str) -> int:
+    """The previous stage's output size: the decoder's for `first`, else the first's
+    (or the decoder's when the first upsampler is disabled)."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    if which == "second" and cfg.upsamplers.first.enabled:
+        return cfg.upsamplers.first.resolution
+    return cfg.decoder.resolution
+
+
+def crop_size(cfg: UpsamplerConfig, multiple: int) -> int:
+    """Training crop side: crop_fraction of the target (0 = whole image), rounded to the
+    UNet's size multiple so the down/up path lines up."""
+    if cfg.crop_fraction <= 0:
+        return cfg.resolution
+    size = round(cfg.resolution * cfg.crop_fraction / multiple) * multiple
+    return min(max(size, multiple), cfg.resolution)
+
+
+def random_crops(x: Tensor, low: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The same random (size x size) window of x and low, both (B, C, R, R), per item."""
+    b, _, r, _ = x.shape
+    if size >= r:
+        return x, low
+    oy, ox = torch.randint(0, r - size + 1, (2, b), device=x.device)  # (B,) each
+    ar = torch.arange(size, device=x.device)
+    rows = (oy[:, None] + ar)[:, None, :, None]  # (B, 1, s, 1)
+    cols = (ox[:, None] + ar)[:, None, None, :]  # (B, 1, 1, s)
+    items = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return x[items, chans, rows, cols], low[items, chans, rows, cols]  # (B, C, s, s)
+
+
+class UpsamplerStage(pl.LightningModule):
+    """(UNet with low-res input channels, diffusion); batches are uint8 (B, 3, R, R) images."""
+
+    def __init__(self, cfg: UpsamplerConfig, low_resolution: int) -> None:
+        super().__init__()
+        if low_resolution >= cfg.resolution:
+            raise ValueError(f"upsampler input {low_resolution} px >= output {cfg.resolution} px")
+        self.cfg, self.low_resolution = cfg, low_resolution
+        self.net = UNet(
+            channels=cfg.channels, channel_mult=cfg.channel_mult,
+            num_res_blocks=cfg.num_res_blocks, resolution=cfg.resolution, low_channels=3,
+        )  # fmt: skip
+        self.diffusion = GaussianDiffusion(betas_for(cfg.schedule, cfg.timesteps), cfg.prediction)
+        self.crop = crop_size(cfg, 2 ** (len(cfg.channel_mult) - 1))
+
+    def condition(self, x: Tensor, corrupt: bool) -> Tensor:
+        """Target images x (B, 3, R, R) in [-1, 1] -> the upsampled (optionally corrupted)
+        area-downsampled version the net is conditioned on, (B, 3, R, R)."""
+        low = resize(x, self.low_resolution)  # (B, 3, r, r)
+        if corrupt:
+            low = degrade(low, self.cfg.degradation, self.cfg.blur_sigma)
+        return resize(low, self.cfg.resolution).clamp(-1, 1)
+
+    def training_step(self, batch: tuple[Tensor], _: int) -> Tensor:
+        x = to_model(batch[0])  # (B, 3, R, R)
+        x, low = random_crops(x, self.condition(x, corrupt=True), self.crop)  # (B, 3, c, c)
+        loss = self.diffusion.training_losses(self.net, x - low, low=low).mean()  # residual
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_loss(self, images: Tensor, idx: int = 0) -> Tensor:
+        """Loss on whole uint8 images with clean conditioning; t and noise fixed by idx."""
+        x = to_model(images.to(self.device))
+        g = torch.Generator(device=x.device).manual_seed(idx)
+        low = self.condition(x, corrupt=False)
+        return self.diffusion.training_losses(self.net, x - low, generator=g, low=low).mean()
+
+    def validation_step(self, batch: tuple[Tensor], idx: int) -> None:
+        self.log("val/loss", self.validation_loss(batch[0], idx), batch_size=len(batch[0]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        low: Tensor,
+        steps: int,
+        eta: float,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """low (B, 3, r, r) in [-1, 1] -> (B, 3, R, R) in [-1, 1] by DDIM over `steps`."""
+        if low.shape[-1] != self.low_resolution:
+            raise ValueError(f"expected {self.low_resolution} px input, got {low.shape[-1]} px")
+        r = self.cfg.resolution
+        up = resize(low.to(self.device, torch.float32), r).clamp(-1, 1)  # (B, 3, R, R)
+        diffusion = self.diffusion.respaced(steps)
+        residual = diffusion.ddim_sample(self.net, up.shape, eta=eta, noise=noise,
+                                         generator=generator, device=self.device, low=up,
+                                         clip_denoised=(-2.0, 2.0))  # residual range  # fmt: skip
+        return (up + residual).clamp(-1, 1)
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image PSNR (dB) between uint8 images (B, 3, H, W) -> (B,)."""
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse.clamp(min=1e-10))
+
+
+def evaluate_upsampler(up: UpsamplerStage, images: Tensor, seed: int) -> dict[str, Any]:
+    """PSNR of upsampling held-out area-downsampled images (B, 3, R, R uint8) vs bicubic."""
+    x = to_model(images)
+    low = resize(x, up.low_resolution)  # (B, 3, r, r), clean: what a real cascade hands over
+    g = torch.Generator().manual_seed(seed)
+    sample = up.sample(low, up.cfg.steps, up.cfg.eta, generator=g)
+    ours, bicubic = psnr(to_uint8(sample), images), psnr(to_uint8(resize(low, x.shape[-1])), images)
+    se = len(images) ** -0.5
+    return {
+        "psnr": float(ours.mean()), "psnr_se": float(ours.std() * se),
+        "psnr_bicubic": float(bicubic.mean()), "psnr_bicubic_se": float(bicubic.std() * se),
+        "psnr_margin": float((ours - bicubic).mean()),
+        "beats_bicubic": float((ours > bicubic).float().mean()),
+        "eval_images": len(images), "sampling_steps": up.cfg.steps,
+    }  # fmt: skip
+
+
+def train_upsampler(
+    cfg: Config, which: str, out_dir: Path, progress: bool = True
+) -> UpsamplerStage:
+    """Train cfg.upsamplers.<which> on random crops of the train split; write model.pt and
+    stage_metrics.json (PSNR vs bicubic on held-out val images) into out_dir."""
+    up_cfg, low_res = getattr(cfg.upsamplers, which), input_resolution(cfg, which)
+    out_dir = Path(out_dir)
+    seed_all(cfg.seed)
+    train_x = stage_images(cfg.data, "train", up_cfg.resolution)
+    val_x = stage_images(cfg.data, "val", up_cfg.resolution)
+    stage = UpsamplerStage(up_cfg, low_res)
+    loader = DataLoader(
+        TensorDataset(train_x),
+        batch_size=min(up_cfg.batch_size, len(train_x)),
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg.train.num_workers,
+    )
+    trainer = make_trainer(cfg.train, up_cfg.train_steps, ema=up_cfg.ema, progress=progress)
+    start = time.perf_counter()
+    if up_cfg.train_steps > 0:
+        trainer.fit(stage, loader)
+    seconds = time.perf_counter() - start
+    stage = stage.cpu().eval()
+    with torch.inference_mode():  # once, on the final (EMA) weights
+        val_loss = float(stage.validation_loss(val_x[:VAL_ITEMS]))
+    metrics = evaluate_upsampler(stage, val_x[:EVAL_IMAGES], cfg.seed)
+    metrics.update(
+        which=which, input_resolution=low_res, resolution=up_cfg.resolution, crop=stage.crop,
+        train_steps=trainer.global_step, train_seconds=round(seconds, 2),
+        val_loss=val_loss,
+    )  # fmt: skip
+    meta = {"upsampler_cfg": training_fields(up_cfg), "full_cfg": dataclasses.asdict(up_cfg),
+            "low_resolution": low_res}  # fmt: skip
+    save_model(out_dir, stage, meta)
+    write_stage_metrics(out_dir, metrics)
+    return stage
+
+
+def load_upsampler(out_dir: Path, cfg: Config, which: str) -> UpsamplerStage:
+    """The upsampler train_upsampler wrote to out_dir (EMA weights), eval mode, frozen."""
+    up_cfg = getattr(cfg.upsamplers, which)
+    payload = load_payload(out_dir, f"{which} upsampler", "upsampler_cfg", up_cfg)
+    if payload["low_resolution"] != input_resolution(cfg, which):
+        raise HarnessError(
+            f"{which} upsampler was trained on {payload['low_resolution']} px "
+            f"inputs, not {input_resolution(cfg, which)} px",
+            str(out_dir),
+        )
+    stage = UpsamplerStage(up_cfg, payload["low_resolution"])
+    stage.load_state_dict(payload["state_dict"])
+    return stage.eval().requires_grad_(False)
