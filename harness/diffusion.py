@@ -75,7 +75,7 @@ def space_timesteps(num_timesteps: int, spec: int | str) -> np.ndarray:
     stride giving exactly K indices from 0, as guided-diffusion does.
     """
     if isinstance(spec, str) and spec.startswith("ddim"):
-        k = int(spec[len("ddim"):])
+        k = int(spec[len("ddim") :])
         for stride in range(1, num_timesteps + 1):
             if len(range(0, num_timesteps, stride)) == k:
                 return np.arange(0, num_timesteps, stride, dtype=np.int64)
@@ -89,8 +89,9 @@ def space_timesteps(num_timesteps: int, spec: int | str) -> np.ndarray:
     return keep
 
 
-def _extract(arr: np.ndarray | Tensor, t: Tensor, shape: Sequence[int],
-             dtype: torch.dtype) -> Tensor:
+def _extract(
+    arr: np.ndarray | Tensor, t: Tensor, shape: Sequence[int], dtype: torch.dtype
+) -> Tensor:
     """``arr[t]`` reshaped to (B, 1, ..., 1) to broadcast against ``shape``, on t's device.
 
     The lookup is done in float64 and cast afterwards, so a float32 caller gets the nearest
@@ -176,8 +177,9 @@ class GaussianDiffusion:
     def _c(self, arr: np.ndarray, t: Tensor, x: Tensor) -> Tensor:
         # Coefficients in at least float32: abar_{T-1} ~ 2e-9 (cosine) underflows float16, and
         # bfloat16 keeps ~3 digits. Public methods cast their results back to x's dtype.
-        return _extract(self._table(arr, t.device), t, x.shape,
-                        torch.promote_types(x.dtype, torch.float32))
+        return _extract(
+            self._table(arr, t.device), t, x.shape, torch.promote_types(x.dtype, torch.float32)
+        )
 
     def _t(self, t: int | Tensor, x: Tensor) -> Tensor:
         if isinstance(t, Tensor):
@@ -195,8 +197,10 @@ class GaussianDiffusion:
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise  (Ho et al. 2020, eq. 4)."""
         noise = torch.randn_like(x0) if noise is None else noise
-        return (self._c(self.sqrt_alphas_cumprod, t, x0) * x0
-                + self._c(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise).to(x0.dtype)
+        return (
+            self._c(self.sqrt_alphas_cumprod, t, x0) * x0
+            + self._c(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        ).to(x0.dtype)
 
     def training_target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """Regression target: eps, x0, or v = alpha_t eps - sigma_t x0 (Salimans & Ho 2022)."""
@@ -204,8 +208,10 @@ class GaussianDiffusion:
             return noise
         if self.prediction is Prediction.X0:
             return x0
-        return (self._c(self.sqrt_alphas_cumprod, t, x0) * noise
-                - self._c(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0).to(x0.dtype)
+        return (
+            self._c(self.sqrt_alphas_cumprod, t, x0) * noise
+            - self._c(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+        ).to(x0.dtype)
 
     def predict_x0_eps(self, model_out: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Convert a raw network output to (x0, eps), both shaped like x_t.
@@ -223,8 +229,9 @@ class GaussianDiffusion:
             x0, eps = a * x_t - s * model_out, s * x_t + a * model_out
         return x0.to(x_t.dtype), eps.to(x_t.dtype)
 
-    def _predict(self, model: Model, x_t: Tensor, t: Tensor, clip: Clip,
-                 cond: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+    def _predict(
+        self, model: Model, x_t: Tensor, t: Tensor, clip: Clip, cond: Mapping[str, Any]
+    ) -> tuple[Tensor, Tensor]:
         x0, eps = self.predict_x0_eps(model(x_t, self.model_t(t), **cond), x_t, t)
         rng = _clip_range(clip)
         if rng is not None:
@@ -236,15 +243,20 @@ class GaussianDiffusion:
         return x0, eps
 
     # ---------------------------------------------------------------- losses
-    def training_losses(self, model: Model, x0: Tensor, t: Tensor | None = None,
-                        noise: Tensor | None = None, generator: torch.Generator | None = None,
-                        **cond: Any) -> Tensor:
+    def training_losses(
+        self,
+        model: Model,
+        x0: Tensor,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **cond: Any,
+    ) -> Tensor:
         """Per-example MSE (B,) between model(x_t, t) and the parameterisation's target
         (Ho et al. 2020 L_simple). ``t`` is drawn uniformly from [0, T) when None."""
         b = x0.shape[0]
         if t is None:
-            t = torch.randint(0, self.num_timesteps, (b,), generator=generator,
-                              device=x0.device)
+            t = torch.randint(0, self.num_timesteps, (b,), generator=generator, device=x0.device)
         if noise is None:
             noise = self._randn(x0, generator)
         out = model(self.q_sample(x0, t, noise), self.model_t(t), **cond)
@@ -252,23 +264,37 @@ class GaussianDiffusion:
         return err.reshape(b, -1).mean(dim=1)
 
     # ------------------------------------------------------- reverse process
-    def p_mean_variance(self, model: Model, x_t: Tensor, t: int | Tensor,
-                        clip_denoised: Clip = True, **cond: Any) -> dict[str, Tensor]:
+    def p_mean_variance(
+        self, model: Model, x_t: Tensor, t: int | Tensor, clip_denoised: Clip = True, **cond: Any
+    ) -> dict[str, Tensor]:
         """p(x_{t-1} | x_t) = N(mu, var): mu is the posterior mean at the predicted x0.
 
         Returns mean, variance, log_variance (broadcastable to x_t), pred_x0, pred_eps.
         """
         t = self._t(t, x_t)
         x0, eps = self._predict(model, x_t, t, clip_denoised, cond)
-        mean = (self._c(self.posterior_mean_coef1, t, x_t) * x0
-                + self._c(self.posterior_mean_coef2, t, x_t) * x_t)
-        return {"mean": mean.to(x_t.dtype), "pred_x0": x0, "pred_eps": eps,
-                "variance": self._c(self.model_variance, t, x_t).to(x_t.dtype),
-                "log_variance": self._c(self.model_log_variance, t, x_t).to(x_t.dtype)}
+        mean = (
+            self._c(self.posterior_mean_coef1, t, x_t) * x0
+            + self._c(self.posterior_mean_coef2, t, x_t) * x_t
+        )
+        return {
+            "mean": mean.to(x_t.dtype),
+            "pred_x0": x0,
+            "pred_eps": eps,
+            "variance": self._c(self.model_variance, t, x_t).to(x_t.dtype),
+            "log_variance": self._c(self.model_log_variance, t, x_t).to(x_t.dtype),
+        }
 
-    def p_sample_step(self, model: Model, x_t: Tensor, t: int | Tensor,
-                      noise: Tensor | None = None, generator: torch.Generator | None = None,
-                      clip_denoised: Clip = True, **cond: Any) -> Tensor:
+    def p_sample_step(
+        self,
+        model: Model,
+        x_t: Tensor,
+        t: int | Tensor,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_denoised: Clip = True,
+        **cond: Any,
+    ) -> Tensor:
         """One ancestral DDPM step x_t -> x_{t-1} = mu + sigma z (no noise at t = 0)."""
         t = self._t(t, x_t)
         out = self.p_mean_variance(model, x_t, t, clip_denoised, **cond)
@@ -276,9 +302,17 @@ class GaussianDiffusion:
         nonzero = (t != 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
         return out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
 
-    def ddim_step(self, model: Model, x_t: Tensor, t: int | Tensor, eta: float = 0.0,
-                  noise: Tensor | None = None, generator: torch.Generator | None = None,
-                  clip_denoised: Clip = True, **cond: Any) -> Tensor:
+    def ddim_step(
+        self,
+        model: Model,
+        x_t: Tensor,
+        t: int | Tensor,
+        eta: float = 0.0,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_denoised: Clip = True,
+        **cond: Any,
+    ) -> Tensor:
         """One DDIM step x_t -> x_{t-1} (Song et al. 2021, eq. 12):
 
         x_{t-1} = sqrt(abar_{t-1}) x0 + sqrt(1 - abar_{t-1} - sig^2) eps + sig z,
@@ -295,8 +329,9 @@ class GaussianDiffusion:
             out = out + sigma * (self._randn(x_t, generator) if noise is None else noise)
         return out.to(x_t.dtype)
 
-    def ddim_invert_step(self, model: Model, x: Tensor, t: int | Tensor, refine: int = 0,
-                         **cond: Any) -> Tensor:
+    def ddim_invert_step(
+        self, model: Model, x: Tensor, t: int | Tensor, refine: int = 0, **cond: Any
+    ) -> Tensor:
         """Deterministic DDIM run backwards: x at level t-1 (clean data when t = 0) -> level t.
 
         First guess (as guided-diffusion): eps from the model at the current level t-1, then
@@ -335,48 +370,74 @@ class GaussianDiffusion:
         return idx
 
     @torch.no_grad()
-    def _run(self, step: Callable[..., Tensor], x: Tensor, descending: bool,
-             progress: bool) -> Tensor:
+    def _run(
+        self, step: Callable[..., Tensor], x: Tensor, descending: bool, progress: bool
+    ) -> Tensor:
         for i in self._indices(descending, progress):
             x = step(x, torch.full((x.shape[0],), i, device=x.device, dtype=torch.long))
         return x
 
-    def _init_noise(self, shape: Sequence[int], noise: Tensor | None,
-                    generator: torch.Generator | None, device: torch.device | str | None,
-                    dtype: torch.dtype | None) -> Tensor:
+    def _init_noise(
+        self,
+        shape: Sequence[int],
+        noise: Tensor | None,
+        generator: torch.Generator | None,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> Tensor:
         if noise is not None:
             if tuple(noise.shape) != tuple(shape):
                 raise ValueError(f"noise shape {tuple(noise.shape)} != {tuple(shape)}")
             return noise
         if device is None:
             device = generator.device if generator is not None else "cpu"
-        return torch.randn(tuple(shape), generator=generator, device=device,
-                           dtype=dtype or torch.float32)
+        return torch.randn(
+            tuple(shape), generator=generator, device=device, dtype=dtype or torch.float32
+        )
 
-    def ddpm_sample(self, model: Model, shape: Sequence[int], noise: Tensor | None = None,
-                    generator: torch.Generator | None = None, clip_denoised: Clip = True,
-                    progress: bool = False, device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None, **cond: Any) -> Tensor:
+    def ddpm_sample(
+        self,
+        model: Model,
+        shape: Sequence[int],
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_denoised: Clip = True,
+        progress: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **cond: Any,
+    ) -> Tensor:
         """Ancestral sampling from x_{T-1} = noise (B, ...) to x0 (B, ...); dtype/device
         follow ``noise`` when given."""
         x = self._init_noise(shape, noise, generator, device, dtype)
-        step = partial(self.p_sample_step, model, generator=generator,
-                       clip_denoised=clip_denoised, **cond)
+        step = partial(
+            self.p_sample_step, model, generator=generator, clip_denoised=clip_denoised, **cond
+        )
         return self._run(step, x, descending=True, progress=progress)
 
-    def ddim_sample(self, model: Model, shape: Sequence[int], eta: float = 0.0,
-                    noise: Tensor | None = None, generator: torch.Generator | None = None,
-                    clip_denoised: Clip = True, progress: bool = False,
-                    device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                    **cond: Any) -> Tensor:
+    def ddim_sample(
+        self,
+        model: Model,
+        shape: Sequence[int],
+        eta: float = 0.0,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_denoised: Clip = True,
+        progress: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **cond: Any,
+    ) -> Tensor:
         """DDIM sampling (eq. 12) over this diffusion's steps; respace first for fewer."""
         x = self._init_noise(shape, noise, generator, device, dtype)
-        step = partial(self.ddim_step, model, eta=eta, generator=generator,
-                       clip_denoised=clip_denoised, **cond)
+        step = partial(
+            self.ddim_step, model, eta=eta, generator=generator, clip_denoised=clip_denoised, **cond
+        )
         return self._run(step, x, descending=True, progress=progress)
 
-    def ddim_invert(self, model: Model, x0: Tensor, refine: int = 0, progress: bool = False,
-                    **cond: Any) -> Tensor:
+    def ddim_invert(
+        self, model: Model, x0: Tensor, refine: int = 0, progress: bool = False, **cond: Any
+    ) -> Tensor:
         """Clean x0 (B, ...) -> latent x_{T-1} such that eta=0 ``ddim_sample`` from it
         (without clipping) returns x0: approximately (first order in the step size) for
         ``refine=0``, up to the fixed-point tolerance for ``refine`` > 0."""
@@ -393,8 +454,9 @@ class GaussianDiffusion:
         keep = space_timesteps(self.num_timesteps, spec)
         ac = self.alphas_cumprod[keep]
         betas = 1.0 - ac / np.append(1.0, ac[:-1])
-        return GaussianDiffusion(betas, self.prediction, self.variance,
-                                 timestep_map=self.timestep_map[keep])
+        return GaussianDiffusion(
+            betas, self.prediction, self.variance, timestep_map=self.timestep_map[keep]
+        )
 
 
 class ClassifierFreeGuidance:
@@ -438,7 +500,8 @@ class ClassifierFreeGuidance:
         return torch.lerp(u, c, w)
 
 
-def guided(model: Model, scale: float | Tensor,
-           uncond_kwargs: NullValues) -> ClassifierFreeGuidance:
+def guided(
+    model: Model, scale: float | Tensor, uncond_kwargs: NullValues
+) -> ClassifierFreeGuidance:
     """Shorthand for ``ClassifierFreeGuidance(model, scale, uncond_kwargs)``."""
     return ClassifierFreeGuidance(model, scale, uncond_kwargs)

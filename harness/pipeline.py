@@ -17,6 +17,10 @@ from .config import Config
 from .data.images import resize, to_model
 from .stages.prior import sample_z_i
 
+# Fixed-point iterations per DDIM-inversion step: 0. Refinement diverges at the cosine
+# schedule's top step (abar ~ 2e-9, errors amplified ~2e4), measured on the tiny decoder.
+INVERT_REFINE = 0
+
 
 @dataclass
 class Pipeline:
@@ -85,7 +89,7 @@ class Pipeline:
                 len(x0), d.context_length, dtype=torch.long, device=d.device
             )
         diffusion = d.diffusion.respaced(steps or self.cfg.decoder.steps)
-        return z_i, diffusion.ddim_invert(d.net, x0, **cond)
+        return z_i, diffusion.ddim_invert(d.net, x0, refine=INVERT_REFINE, **cond)
 
     def vary(self, images: Tensor, n: int, eta: float, generator: torch.Generator) -> Tensor:
         """n variations of each image: decode its inverted (z_i, x_T) with DDIM at `eta`
@@ -94,6 +98,8 @@ class Pipeline:
         z = z_i.repeat_interleave(n, dim=0)  # (B n, D)
         noise = x_t.repeat_interleave(n, dim=0)  # (B n, 3, r, r)
         d = self.cfg.decoder
+        # x0 clipping on: without it the top step's error (x0 = (x_T - sigma eps) / alpha,
+        # alpha ~ 5e-5) destroys the reconstruction (measured: 4.6 dB vs 19.5 dB with it).
         low = self.decoder.sample(z, None, 1.0, eta, d.steps, noise=noise, generator=generator)
         out = self.upsample(low, generator)
         return out.reshape(len(images), n, *out.shape[1:])

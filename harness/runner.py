@@ -101,7 +101,7 @@ class Runner:
             self.echo(f"  {name:<10} {key}  {how}")
             paths[name] = res.path
             if (name, key) not in self.modules:
-                self.modules[(name, key)] = spec.load(cfg, res.path, loaded)
+                self.modules[(name, key)] = spec.load(cfg, res.path, loaded).to(device_of(cfg))
             loaded[name] = self.modules[(name, key)]
         return loaded, paths
 
@@ -123,6 +123,13 @@ class Runner:
             return {"stage_metrics": metrics}
 
         return train
+
+    def pipeline(self, cfg: Config, keys: dict) -> tuple[Pipeline, dict, dict]:
+        """The arm's trained setup as a Pipeline (training what the cache lacks)."""
+        loaded, paths = self.resolve(cfg, keys)
+        ups = [loaded[u] for u in ("upsampler1", "upsampler2") if u in loaded]
+        pipe = Pipeline(cfg, loaded["clip"], loaded.get("prior"), loaded["decoder"], ups)
+        return pipe, loaded, paths
 
     # ------------------------------------------------------------------ samples
     def samples(self, cfg: Config, keys: dict, pipe: Pipeline, paths: dict, suite: Any) -> Path:
@@ -169,6 +176,12 @@ class Runner:
             return {}
 
         return self.cache.resolve("samples", sample_key, generate).path
+
+
+def device_of(cfg: Config) -> torch.device:
+    """Where trained stages sample: the accelerator the config trains on, if present."""
+    wants_gpu = cfg.train.accelerator == "gpu" or cfg.train.accelerator == "auto"
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
 def to_uint8_np(x: torch.Tensor) -> np.ndarray:
@@ -224,9 +237,7 @@ class ExperimentRun(Runner):
     def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
         cfg = self.exp.config(arm, seed)
         keys = stage_keys(cfg)
-        loaded, paths = self.resolve(cfg, keys)
-        ups = [loaded[u] for u in ("upsampler1", "upsampler2") if u in loaded]
-        pipe = Pipeline(cfg, loaded["clip"], loaded.get("prior"), loaded["decoder"], ups)
+        pipe, loaded, paths = self.pipeline(cfg, keys)
         samples = self.samples(cfg, keys, pipe, paths, suite)
         self.echo("  scoring ...")
         metrics = self.score(cfg, pipe, self.evaluators(cfg, loaded, keys, suite), samples, suite)
@@ -333,3 +344,34 @@ def write_grid(path: Path, samples: Path, n: int) -> Path:
     captions = json.loads((samples / "captions.json").read_text())[:n]
     path.with_suffix(".txt").write_text("\n".join(captions) + "\n")
     return path
+
+
+def load_setup(
+    target: str | Path,
+    overrides: list[str],
+    arm_label: str | None = None,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Pipeline:
+    """A trained setup from an experiment YAML, or from a run directory (its results.json
+    names the YAML and overrides): one arm (default the first) at one seed (default the
+    experiment's first). Stages missing from the cache are trained."""
+    from .config import load_experiment
+
+    target = Path(target)
+    if target.is_dir():
+        meta_path = target / "results.json"
+        if not meta_path.is_file():
+            raise HarnessError("no results.json here: pass an experiment YAML or a run dir",
+                               str(target))  # fmt: skip
+        meta = json.loads(meta_path.read_text())
+        exp = load_experiment(meta["file"], [*meta.get("overrides", []), *overrides])
+    else:
+        exp = load_experiment(target, overrides)
+    arms = {a.label: a for a in exp.arms}
+    if arm_label is not None and arm_label not in arms:
+        raise HarnessError(f"--arm: no arm {arm_label!r} (arms: {', '.join(arms)})", str(target))
+    arm = arms[arm_label] if arm_label else exp.arms[0]
+    cfg = exp.config(arm, exp.seeds[0] if seed is None else seed)
+    runner = Runner(exp, cache_dir=cache_dir, progress=False)
+    return runner.pipeline(cfg, stage_keys(cfg))[0]

@@ -37,3 +37,18 @@ def write_yaml(tmp_path: Path):
         return path
 
     return write
+
+
+MICRO = ROOT / "tests" / "fixtures" / "micro.yaml"
+
+
+@pytest.fixture(scope="session")
+def micro_cache(tmp_path_factory) -> Path:
+    """A stage cache holding every stage of the micro experiment, filled once per session by
+    the real entry point (`python -m harness run`)."""
+    base = tmp_path_factory.mktemp("micro_session")
+    out = run_cli("run", str(MICRO), "--out", str(base / "runs"), "--no-progress",
+                  env={"HARNESS_CACHE": str(base / "cache")}, timeout=900)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (base / "cold_stdout.txt").write_text(out.stdout)
+    return base / "cache"

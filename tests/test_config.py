@@ -215,3 +215,14 @@ def test_bad_overrides(override, expected, write_yaml, capsys):
     assert main(["validate", str(write_yaml("e.yaml", "")), override]) == 2
     err = capsys.readouterr().err
     assert "command line" in err and expected in err, err
+
+
+def test_partial_override_keeps_a_sections_own_defaults(write_yaml):
+    path = write_yaml("e.yaml", "upsamplers: {second: {lr: 0.01}}\neval: {clip: {lr: 0.01}}\n")
+    exp = load_experiment(path)
+    cfg = exp.config(exp.arms[0], 0)
+    default = Config()
+    assert cfg.upsamplers.second.lr == 0.01 and cfg.eval.clip.lr == 0.01
+    assert cfg.upsamplers.second.degradation == "bsr" == default.upsamplers.second.degradation
+    assert cfg.upsamplers.second.steps == default.upsamplers.second.steps
+    assert cfg.eval.clip.vision_width == default.eval.clip.vision_width != default.clip.vision_width

@@ -124,10 +124,12 @@ def test_q_sample_marginals():
     abar = d.alphas_cumprod[t0]
     sd = math.sqrt(1 - abar)
     # 5 standard errors: mean se = sd/sqrt(n), std se ~ sd/sqrt(2n).
-    torch.testing.assert_close(xt.mean(0), math.sqrt(abar) * x0[0],
-                               atol=5 * sd / math.sqrt(n), rtol=0)
-    torch.testing.assert_close(xt.std(0), torch.full((3,), sd, dtype=F64),
-                               atol=5 * sd / math.sqrt(2 * n), rtol=0)
+    torch.testing.assert_close(
+        xt.mean(0), math.sqrt(abar) * x0[0], atol=5 * sd / math.sqrt(n), rtol=0
+    )
+    torch.testing.assert_close(
+        xt.std(0), torch.full((3,), sd, dtype=F64), atol=5 * sd / math.sqrt(2 * n), rtol=0
+    )
 
 
 # ------------------------------------------------------------------ respacing
@@ -155,8 +157,14 @@ def test_respaced_full_equals_original():
     d = make("linear", 200)
     r = d.respaced(200)
     assert list(r.timestep_map) == list(range(200))
-    for name in ["betas", "alphas_cumprod", "posterior_variance", "model_log_variance",
-                 "posterior_mean_coef1", "posterior_mean_coef2"]:
+    for name in [
+        "betas",
+        "alphas_cumprod",
+        "posterior_variance",
+        "model_log_variance",
+        "posterior_mean_coef1",
+        "posterior_mean_coef2",
+    ]:
         np.testing.assert_allclose(getattr(r, name), getattr(d, name), rtol=1e-10)
 
 
@@ -197,8 +205,9 @@ def test_training_losses_oracle_and_shape(pred):
     d = make("cosine", 1000, pred)
     x_star = torch.tensor([0.3, -0.7, 0.1, 0.9], dtype=F64)
     x0 = x_star.expand(8, 4)
-    loss = d.training_losses(point_oracle(d, x_star, pred), x0,
-                             generator=torch.Generator().manual_seed(0))
+    loss = d.training_losses(
+        point_oracle(d, x_star, pred), x0, generator=torch.Generator().manual_seed(0)
+    )
     assert loss.shape == (8,) and torch.all(loss < 1e-12)
     loss = d.training_losses(SmoothNet(d, pred, dim=4), x0, t=torch.arange(8) * 100)
     assert loss.shape == (8,) and torch.isfinite(loss).all() and torch.all(loss > 1e-6)
@@ -259,11 +268,14 @@ def test_point_oracle_samplers_are_exact(pred):
     oracle = point_oracle(d, x_star, pred)
     noise = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
     # Every sampler's last step returns the predicted x0, which the oracle knows exactly.
-    for out in [r.ddim_sample(oracle, (4, 3), noise=noise, clip_denoised=False),
-                r.ddim_sample(oracle, (4, 3), eta=1.0, noise=noise, clip_denoised=False),
-                r.ddpm_sample(oracle, (4, 3), noise=noise, clip_denoised=False),
-                r.ddim_sample(oracle, (4, 3), noise=r.ddim_invert(oracle, x_star.expand(4, 3)),
-                              clip_denoised=False)]:
+    for out in [
+        r.ddim_sample(oracle, (4, 3), noise=noise, clip_denoised=False),
+        r.ddim_sample(oracle, (4, 3), eta=1.0, noise=noise, clip_denoised=False),
+        r.ddpm_sample(oracle, (4, 3), noise=noise, clip_denoised=False),
+        r.ddim_sample(
+            oracle, (4, 3), noise=r.ddim_invert(oracle, x_star.expand(4, 3)), clip_denoised=False
+        ),
+    ]:
         torch.testing.assert_close(out, x_star.expand(4, 3), rtol=0, atol=1e-9)
 
 
@@ -308,10 +320,12 @@ def test_low_precision_follows_input_dtype(dtype):
     net = SmoothNet(d, Prediction.EPS)
     noise = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
     ref = r.ddim_sample(net, (4, 6), noise=noise, clip_denoised=False)
-    for out in [r.ddim_sample(net, (4, 6), noise=noise.to(dtype), clip_denoised=False),
-                r.ddim_sample(net, (4, 6), noise=noise.to(dtype), clip_denoised=True),
-                r.ddpm_sample(net, (4, 6), dtype=dtype),
-                r.ddim_invert(net, ref.to(dtype), refine=1)]:
+    for out in [
+        r.ddim_sample(net, (4, 6), noise=noise.to(dtype), clip_denoised=False),
+        r.ddim_sample(net, (4, 6), noise=noise.to(dtype), clip_denoised=True),
+        r.ddpm_sample(net, (4, 6), dtype=dtype),
+        r.ddim_invert(net, ref.to(dtype), refine=1),
+    ]:
         assert out.dtype == dtype and torch.isfinite(out).all()
     # Loose: the net's eps rounded to 8-11 bits is amplified by sigma/alpha ~ 2e4 at the top
     # step (inherent to low-precision eps nets, not to this module); measured ~7% here.

@@ -6,31 +6,27 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-
-MICRO = ROOT / "tests" / "fixtures" / "micro.yaml"
+from tests.conftest import MICRO, ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("micro")
-    env = {"HARNESS_CACHE": str(base / "cache")}
-    cold = run_cli(
-        "run", str(MICRO), "--out", str(base / "runs"), "--no-progress", env=env, timeout=900
-    )
-    assert cold.returncode == 0, cold.stdout[-3000:] + cold.stderr[-3000:]
+def micro_run(micro_cache, tmp_path_factory) -> dict:
+    base = micro_cache.parent
+    cold = (base / "cold_stdout.txt").read_text()
     rows = list(csv.DictReader((base / "runs" / "micro" / "results.csv").open()))
-    warm = run_cli(
-        "run", str(MICRO), "--out", str(base / "runs2"), "--no-progress", env=env, timeout=900
-    )
+    out2 = tmp_path_factory.mktemp("warm")
+    env = {"HARNESS_CACHE": str(micro_cache)}
+    warm = run_cli("run", str(MICRO), "--out", str(out2), "--no-progress", env=env, timeout=900)
     assert warm.returncode == 0, warm.stderr[-3000:]
-    return {"base": base, "cold": cold, "warm": warm, "rows": rows}
+    return {"base": base, "cold": cold, "warm": warm.stdout, "rows": rows, "warm_dir": out2}
 
 
 def test_results_csv_has_one_row_per_arm_with_intervals(micro_run):
@@ -42,7 +38,7 @@ def test_results_csv_has_one_row_per_arm_with_intervals(micro_run):
             lo, v, hi = (float(r[f"{name}{s}"]) for s in ("_lo", "", "_hi"))
             assert math.isfinite(v) and lo <= v <= hi, (name, r)
     assert "fid" not in rows[0]  # no Inception weights here: never called FID
-    out = micro_run["cold"].stdout
+    out = micro_run["cold"]
     assert "* best arm" in out and "prior.kind=text_embedding" in out
 
 
@@ -58,10 +54,10 @@ def test_outputs_replicate_and_samples_exist(micro_run):
 
 
 def test_arms_share_stages_and_warm_rerun_trains_nothing(micro_run):
-    cold, warm = micro_run["cold"].stdout, micro_run["warm"].stdout
+    cold, warm = micro_run["cold"], micro_run["warm"]
     assert cold.count("decoder    ") and cold.count("trained in") == 6  # 6 stages, once each
     assert "training" not in warm and warm.count("reused") >= 11
-    warm_rows = list(csv.DictReader((micro_run["base"] / "runs2" / "micro" / "results.csv").open()))
+    warm_rows = list(csv.DictReader((micro_run["warm_dir"] / "micro" / "results.csv").open()))
     assert warm_rows == micro_run["rows"]  # same config + seed: identical numbers
 
 
@@ -82,3 +78,58 @@ def test_wandb_reads_back_the_same_metrics(micro_run):
         assert read["config"]["arm"] == row["arm"]
         for name in ("fd_clip", "clip_score", "clip_score_lo", "compositional_acc_hi"):
             assert read["summary"][name] == pytest.approx(float(csv_row[name]), rel=1e-9)
+
+
+def test_report_writes_table_plots_and_html(micro_run):
+    root = micro_run["base"] / "runs" / "micro"
+    out = run_cli("report", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "prior.kind=diffusion" in out.stdout and "* best arm" in out.stdout
+    page = (root / "report.html").read_text()
+    assert page.count("<img") >= 6 + 2  # one plot per metric, one grid per arm
+    assert (root / "report" / "clip_score.png").stat().st_size > 1000
+    missing = run_cli("report", str(micro_run["base"]))
+    assert missing.returncode == 2 and "results.json" in missing.stderr
+
+
+def test_sigkill_during_training_then_rerun_gives_the_same_results(micro_run, tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WANDB_MODE": "offline",
+        "HARNESS_CACHE": str(tmp_path / "cache"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        str(MICRO),
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    decoder = tmp_path / "cache" / "decoder"
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(decoder.glob(".tmp-*")):
+        assert proc.poll() is None, "run ended before the decoder started training"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in decoder.iterdir() if not p.name.startswith(".")]  # nothing complete
+    again = run_cli(
+        "run",
+        str(MICRO),
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+        env={"HARNESS_CACHE": str(tmp_path / "cache")},
+        timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "clip       " in again.stdout and "reused" in again.stdout  # finished stages kept
+    rows = list(csv.DictReader((tmp_path / "runs" / "micro" / "results.csv").open()))
+    assert rows == micro_run["rows"]

@@ -149,10 +149,16 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate dataclass `cls` from a validated partial dict, defaults elsewhere."""
-    kwargs = {}
+def build(cls: type, values: dict[str, Any], base: Any = None) -> Any:
+    """Instantiate dataclass `cls` from a validated partial dict, defaults elsewhere.
+
+    Starts from the default instance, so a nested section whose default comes from a factory
+    (the evaluator CLIP, the second upsampler) keeps those defaults under a partial override.
+    """
+    obj = cls() if base is None else base
     for key, value in values.items():
-        tp = hints(cls)[key]
-        kwargs[key] = build(tp, value) if dataclasses.is_dataclass(tp) else value
-    return cls(**kwargs)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = build(type(current), value, current)
+        setattr(obj, key, value)
+    return obj

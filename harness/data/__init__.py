@@ -12,6 +12,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +46,15 @@ def decode_image(data: bytes, resolution: int) -> np.ndarray:
         # PIL's bicubic filter widens its support when shrinking, so downscaling averages.
         im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
         return np.asarray(im, dtype=np.uint8)
+
+
+def read_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """An image file -> uint8 (1, 3, resolution, resolution); HarnessError if unreadable."""
+    try:
+        arr = decode_image(Path(path).read_bytes(), resolution)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise HarnessError(f"cannot read image: {err}", str(path)) from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
 
 
 class CaptionedImages(Dataset):

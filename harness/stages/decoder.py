@@ -207,6 +207,7 @@ class DecoderStage(pl.LightningModule):
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
         sampler: str = "ddim",
+        clip_denoised: bool = True,
     ) -> Tensor:
         """Decode z_i (B, D) (None: the null embedding, the caption_only baseline) and
         captions (strings or (B, L) tokens; None: no caption) -> images (B, 3, r, r) in [-1, 1].
@@ -230,7 +231,9 @@ class DecoderStage(pl.LightningModule):
         diffusion = self.diffusion.respaced(steps)
         if sampler not in ("ddim", "ddpm"):
             raise ValueError(f"sampler must be ddim or ddpm, got {sampler!r}")
-        kw = {"noise": noise, "generator": generator, "device": dev, **cond}
+        # Reconstructing a DDIM-inverted x_T needs clip_denoised=False: inversion never clips.
+        kw = {"noise": noise, "generator": generator, "device": dev,
+              "clip_denoised": clip_denoised, **cond}  # fmt: skip
         if sampler == "ddim":
             x = diffusion.ddim_sample(model, (b, 3, r, r), eta=eta, **kw)
         else:

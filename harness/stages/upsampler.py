@@ -93,7 +93,9 @@ class UpsamplerStage(pl.LightningModule):
         area-downsampled version the net is conditioned on, (B, 3, R, R)."""
         low = resize(x, self.low_resolution)  # (B, 3, r, r)
         if corrupt:
-            low = degrade(low, self.cfg.degradation, self.cfg.blur_sigma)
+            hit = torch.rand(low.shape[0], device=low.device) < self.cfg.degrade_prob  # (B,)
+            bad = degrade(low, self.cfg.degradation, self.cfg.blur_sigma)
+            low = torch.where(hit[:, None, None, None], bad, low)
         return resize(low, self.cfg.resolution).clamp(-1, 1)
 
     def training_step(self, batch: tuple[Tensor], _: int) -> Tensor:
