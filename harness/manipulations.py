@@ -45,13 +45,6 @@ def text_direction(pipe: Pipeline, before: str, after: str) -> Tensor:
     return F.normalize(z[1:] - z[:1], dim=-1)
 
 
-def decode_latents(pipe: Pipeline, z_i: Tensor, x_t: Tensor, g: torch.Generator) -> Tensor:
-    """(z_i (B, D), x_T (B, 3, r, r)) -> final images (B, 3, R, R): unguided DDIM, eta 0."""
-    d = pipe.cfg.decoder
-    low = pipe.decoder.sample(z_i, None, 1.0, 0.0, d.steps, noise=x_t, generator=g)
-    return pipe.upsample(low, g)
-
-
 def interpolate(
     pipe: Pipeline,
     image1: Tensor,
@@ -73,7 +66,7 @@ def interpolate(
         x_t = noise.expand(steps, -1, -1, -1)
     else:
         raise ValueError(f"latent must be slerp or fixed, got {latent!r}")
-    return decode_latents(pipe, z, x_t.contiguous(), g)
+    return pipe.decode_latent(z, x_t.contiguous(), 0.0, g)
 
 
 def textdiff(
@@ -91,4 +84,4 @@ def textdiff(
     z_d = text_direction(pipe, before, after).to(z_i.device)
     theta = torch.linspace(0, theta_max, steps)
     z = slerp(z_i.expand(steps, -1), z_d.expand(steps, -1), theta)
-    return decode_latents(pipe, z, x_t.expand(steps, -1, -1, -1).contiguous(), g)
+    return pipe.decode_latent(z, x_t.expand(steps, -1, -1, -1).contiguous(), 0.0, g)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from harness.data import build_source
-from harness.manipulations import decode_latents, interpolate, slerp, text_direction, textdiff
+from harness.manipulations import interpolate, slerp, text_direction, textdiff
 from harness.runner import load_setup
 from harness.stages.upsampler import psnr
 from tests.conftest import MICRO, run_cli
@@ -43,8 +43,7 @@ def heldout(pipe):
 
 
 def test_eta_zero_reconstructs_better_than_a_random_latent(pipe, heldout):
-    # Micro decoder (20 training steps): measured 6.7 dB vs 3.8 dB. The tiny preset's decoder
-    # gives 19.5 vs 14.1 dB; exact reconstruction still needs the top-step fix (see notes).
+    # Measured: micro decoder 38.9 dB vs 3.8 dB; tiny preset decoder 37.7 dB vs 12.6 dB.
     from harness.data.images import resize, to_model, to_uint8
 
     r = pipe.cfg.decoder.resolution
@@ -52,11 +51,13 @@ def test_eta_zero_reconstructs_better_than_a_random_latent(pipe, heldout):
     z_i, x_t = pipe.invert(heldout)
     g = torch.Generator().manual_seed(0)
     d = pipe.cfg.decoder
-    recon = pipe.decoder.sample(z_i, None, 1.0, 0.0, d.steps, noise=x_t, generator=g)
+    recon = pipe.decoder.sample(
+        z_i, None, 1.0, 0.0, pipe.latent_steps, noise=x_t, generator=g, clip_denoised=False
+    )
     rand = pipe.decoder.sample(z_i, None, 1.0, 0.0, d.steps, generator=g)
     p_recon, p_rand = psnr(to_uint8(recon), target).mean(), psnr(to_uint8(rand), target).mean()
     print(f"reconstruction PSNR {p_recon:.1f} dB, random-latent sample {p_rand:.1f} dB")
-    assert p_recon > p_rand + 2, (p_recon, p_rand)
+    assert p_recon > 30 and p_recon > p_rand + 20, (p_recon, p_rand)
 
 
 def test_variations_at_eta_zero_are_identical_and_differ_above(pipe, heldout):
@@ -75,9 +76,8 @@ def test_interpolation_endpoints_reconstruct_the_inputs(pipe, heldout):
     g = torch.Generator().manual_seed(0)
     for image, end in ((a, out[0]), (b, out[-1])):
         z_i, x_t = pipe.invert(image)
-        assert torch.allclose(
-            decode_latents(pipe, z_i, x_t, g)[0], end, atol=5e-3
-        )  # upsampler noise
+        alone = pipe.decode_latent(z_i, x_t, 0.0, g)[0]
+        assert (alone - end).abs().mean() < 0.01  # equal up to the upsamplers' own noise
     fixed = interpolate(pipe, a, b, 3, "fixed")
     assert fixed.shape == out.shape and not torch.allclose(fixed[0], out[0])
 
@@ -89,7 +89,7 @@ def test_textdiff_theta_zero_gives_the_original_latent(pipe, heldout):
     edits = textdiff(pipe, image, "a red circle", "a blue circle", theta_max=0.5, steps=3)
     z_i, x_t = pipe.invert(image)
     g = torch.Generator().manual_seed(0)
-    assert torch.allclose(edits[0], decode_latents(pipe, z_i, x_t, g)[0], atol=5e-3)
+    assert (edits[0] - pipe.decode_latent(z_i, x_t, 0.0, g)[0]).abs().mean() < 0.01
     assert not torch.allclose(edits[0], edits[-1], atol=1e-3)
 
 

@@ -203,7 +203,7 @@ class DecoderStage(pl.LightningModule):
         captions: list[str] | Tensor | None,
         guidance_scale: float,
         eta: float,
-        steps: int,
+        steps: int | str,  # K, or "ddimK" (see GaussianDiffusion.respaced)
         noise: Tensor | None = None,
         generator: torch.Generator | None = None,
         sampler: str = "ddim",
