@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,20 @@ def write_stage_metrics(out_dir: Path, metrics: dict[str, Any]) -> Path:
     path = Path(out_dir) / METRICS_FILE
     write_json_atomic(path, metrics)
     return path
+
+
+def fit_timed(
+    module: pl.LightningModule,
+    loader: Any,
+    train: TrainConfig,
+    steps: int,
+    ema: float,
+    progress: bool,
+) -> tuple[pl.LightningModule, float, int]:
+    """Train `module` for `steps` (EMA weights left in it) -> (module on CPU in eval mode,
+    training seconds, steps taken)."""
+    trainer = make_trainer(train, steps, ema=ema, progress=progress)
+    start = time.perf_counter()
+    if steps > 0:
+        trainer.fit(module, loader)
+    return module.cpu().eval(), time.perf_counter() - start, trainer.global_step

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import os
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from ..diffusion import GaussianDiffusion, betas_for, guided
 from ..errors import HarnessError
 from ..nets.text_encoder import CLIP_VOCAB, TextEncoder
 from ..nets.unet import UNet
-from .common import make_trainer, seed_all, write_stage_metrics
+from .common import fit_timed, seed_all, write_stage_metrics
 
 MODEL_FILE = "model.pt"
 GRID_FILE, CAPTIONS_FILE = "samples.png", "samples.txt"
@@ -283,18 +282,13 @@ def train_decoder(
     decoder = DecoderStage(d, clip.embed_dim, clip.context_length)
     loader = DataLoader(train_set, batch_size=min(d.batch_size, len(train_set)), shuffle=True,
                         drop_last=True, num_workers=cfg.train.num_workers)  # fmt: skip
-    trainer = make_trainer(cfg.train, d.train_steps, ema=d.ema, progress=progress)
-    start = time.perf_counter()
-    if d.train_steps > 0:
-        trainer.fit(decoder, loader)
-    seconds = time.perf_counter() - start
-    decoder = decoder.cpu().eval()
+    decoder, seconds, taken = fit_timed(decoder, loader, cfg.train, d.train_steps, d.ema, progress)
     with torch.inference_mode():  # once, on the final (EMA) weights
         val_loss = float(decoder.validation_loss(val_set.tensors))
     metrics = evaluate_decoder(decoder, cfg, val_emb, val_x, evaluator or clip, out_dir)
     metrics.update(
-        train_steps=trainer.global_step, train_seconds=round(seconds, 2),
-        images_per_second=round(trainer.global_step * d.batch_size / max(seconds, 1e-9), 1),
+        train_steps=taken, train_seconds=round(seconds, 2),
+        images_per_second=round(taken * d.batch_size / max(seconds, 1e-9), 1),
         val_loss=val_loss,
         evaluator="eval_clip" if evaluator is not None else "conditioning_clip (biased)",
     )  # fmt: skip

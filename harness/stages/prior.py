@@ -147,16 +147,6 @@ class PriorStage(pl.LightningModule):
         """Subclass-specific figures for stage_metrics.json (e.g. quantization error)."""
         return {}
 
-    def sample(
-        self,
-        z_t: Tensor,
-        text_enc: Tensor,
-        text_mask: Tensor,
-        cfg: PriorConfig,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        raise NotImplementedError
-
     def save(self, out_dir: Path) -> Path:
         """model.pt: state dict, the shapes to rebuild the net, and subclass extras."""
         out_dir = Path(out_dir)

@@ -16,7 +16,6 @@ regions are then exactly the conditioning image instead of a re-synthesised copy
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from ..degradations import degrade
 from ..diffusion import GaussianDiffusion, betas_for
 from ..errors import HarnessError
 from ..nets.unet import UNet
-from .common import make_trainer, seed_all, write_stage_metrics
+from .common import fit_timed, seed_all, write_stage_metrics
 from .decoder import load_payload, save_model, stage_images
 
 WHICH = ("first", "second")
@@ -180,18 +179,15 @@ def train_upsampler(
         drop_last=True,
         num_workers=cfg.train.num_workers,
     )
-    trainer = make_trainer(cfg.train, up_cfg.train_steps, ema=up_cfg.ema, progress=progress)
-    start = time.perf_counter()
-    if up_cfg.train_steps > 0:
-        trainer.fit(stage, loader)
-    seconds = time.perf_counter() - start
-    stage = stage.cpu().eval()
+    stage, seconds, taken = fit_timed(
+        stage, loader, cfg.train, up_cfg.train_steps, up_cfg.ema, progress
+    )
     with torch.inference_mode():  # once, on the final (EMA) weights
         val_loss = float(stage.validation_loss(val_x[:VAL_ITEMS]))
     metrics = evaluate_upsampler(stage, val_x[:EVAL_IMAGES], cfg.seed)
     metrics.update(
         which=which, input_resolution=low_res, resolution=up_cfg.resolution, crop=stage.crop,
-        train_steps=trainer.global_step, train_seconds=round(seconds, 2),
+        train_steps=taken, train_seconds=round(seconds, 2),
         val_loss=val_loss,
     )  # fmt: skip
     meta = {"upsampler_cfg": training_fields(up_cfg), "full_cfg": dataclasses.asdict(up_cfg),
