@@ -1,18 +1,20 @@
 """How long the quick suite takes to score 1,000 images at 64 px, and how good its tools are.
 
-    python benchmarks/metrics_speed.py [--n 1000] [--cache DIR] [--threads 1]
+    python benchmarks/metrics_speed.py [--n 1000] [--cache DIR] [--threads 1] [--timing-only]
 
 Trains (once, into the cache) the default evaluator CLIP and the attribute classifier for
 the default shapes data, then scores n real test images (standing in for samples: the time
-does not depend on what the pixels show) against the val split with metrics/quick.yaml, and
-Prints one JSON line: timings (reference statistics
-separately, since they are cached), every metric with its interval, and the classifier's
-held-out accuracy.
+does not depend on what the pixels show) against the val split with metrics/quick.yaml,
+including the variation-diversity metric (its sources and variations are drawn from the same
+test images). Prints one JSON line: timings (reference statistics separately, since they are
+cached), throughput in images/s (feature extraction alone, each metric alone, the whole
+suite), every metric with its interval, and the classifier's held-out accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,6 +31,23 @@ from harness.metrics.suite import load_suite
 
 def as_tensor(ds) -> torch.Tensor:
     return torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W) uint8
+
+
+def variations_of(images: torch.Tensor, suite) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sources (S, 3, H, W), variations (S, M, 3, H, W)) cut from the images themselves."""
+    s, m = suite.diversity_sources, suite.diversity_variations
+    return images[:s], images[s : s + s * m].reshape(s, m, *images.shape[1:])
+
+
+def per_metric(suite, ev: Evaluators, images, ref, captions, claims, variations) -> dict:
+    """Seconds of each metric of the suite scored alone (features included where needed)."""
+    out = {}
+    for metric in suite.metrics:
+        alone = dataclasses.replace(suite, metrics=[metric])
+        t0 = time.perf_counter()
+        score_images(alone, ev, images, ref, captions, claims, variations)
+        out[metric] = round(time.perf_counter() - t0, 2)
+    return out
 
 
 def main() -> None:
@@ -63,9 +82,14 @@ def main() -> None:
     ref = fid.Reference.of(fid.extract(fid.ClipFeatures(clip), as_tensor(val)))
     t_ref = time.perf_counter() - t0
     images, claims = as_tensor(test), [claim_of(r) for r in test.attributes]
+    variations = variations_of(images, suite)
     t0 = time.perf_counter()
-    scores = score_images(suite, ev, images, ref, test.captions, claims)
+    fid.extract(fid.ClipFeatures(clip), images, suite.batch_size)
+    t_features = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = score_images(suite, ev, images, ref, test.captions, claims, variations)
     t_score = time.perf_counter() - t0
+    alone = per_metric(suite, ev, images, ref, test.captions, claims, variations)
     heldout = json.loads((cls_dir / "stage_metrics.json").read_text()) if cls_dir else None
     print(
         json.dumps(
@@ -75,6 +99,9 @@ def main() -> None:
                 "threads": args.threads,
                 "timing_only": args.timing_only,
                 "seconds_score": round(t_score, 2),
+                "images_per_second_suite": round(len(images) / t_score, 1),
+                "images_per_second_features": round(len(images) / t_features, 1),
+                "seconds_per_metric_alone": alone,
                 "seconds_reference": round(t_ref, 2),
                 "seconds_tools_load_or_train": round(t_tools, 2),
                 "scores": {k: v.as_dict() for k, v in scores.items()},

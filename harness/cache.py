@@ -9,11 +9,13 @@ its holder dies, so a killed run never blocks the next one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .errors import HarnessError
 
 log = logging.getLogger(__name__)
 META = "cache_meta.json"
 TMP_PREFIX = ".tmp-"
+FOLLOW_POLL = 0.2  # seconds between a non-zero DDP rank's looks at rank 0's progress
+FOLLOW_TIMEOUT = 3600.0  # its wait for rank 0's entry once its own copy has trained
 
 
 @dataclass
@@ -83,6 +88,9 @@ class StageCache:
         final = self.path(stage, key)
         if self.has(stage, key) and not retrain:
             return Resolved(final, True, self._seconds(final))
+        if not distributed.is_rank_zero():
+            return self._follow(stage, key, train, retrain)
+        distributed.mark_leader()
         with self.lock(stage, key):
             if self.has(stage, key) and not retrain:  # trained while we waited
                 return Resolved(final, True, self._seconds(final))
@@ -96,10 +104,67 @@ class StageCache:
                 record = {"stage": stage, "key": key, "seconds": seconds, **(meta or {}), **extra}
                 (tmp / META).write_text(json.dumps(record, indent=2, default=str) + "\n")
                 self._publish(tmp, final)
-            except BaseException:
+            except BaseException as err:
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                failure = stage_failure(err, stage, key, final.parent)
+                if failure is None or failure is err:
+                    raise
+                raise failure from err
         return Resolved(final, False, seconds)
+
+    def _follow(
+        self, stage: str, key: str, train: Callable[[Path], Any], retrain: bool
+    ) -> Resolved:
+        """A non-zero DDP rank: it never takes the key's lock (rank 0 holds it while the
+        ranks train together) and never publishes. It trains when rank 0 does, since each
+        fit is a collective, into a private folder, then uses rank 0's entry."""
+        final = self.path(stage, key)
+        before = self._stamp(final)
+        leader = distributed.leader_pid()
+        while leader is not None and not self._leader_busy(final, leader):
+            if self._published(final, before, retrain):  # rank 0 had it, or made it alone
+                return Resolved(final, True, self._seconds(final))
+            self._check_leader(leader, stage, key)
+            time.sleep(FOLLOW_POLL)
+        tmp = final.parent / f"{TMP_PREFIX}{key}-{os.getpid()}-{distributed.rank_tag()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        start = time.perf_counter()
+        try:
+            train(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        seconds = time.perf_counter() - start
+        deadline = time.monotonic() + FOLLOW_TIMEOUT
+        while not self._published(final, before, retrain):
+            if leader is not None:
+                self._check_leader(leader, stage, key)
+                if not self._leader_busy(final, leader) and not self._published(
+                    final, before, retrain
+                ):
+                    raise HarnessError(f"rank 0 stopped without writing {stage} {key}")
+            if time.monotonic() > deadline:
+                raise HarnessError(f"rank 0 did not write {stage} {key} in time", str(final))
+            time.sleep(FOLLOW_POLL)
+        return Resolved(final, False, seconds)
+
+    def _leader_busy(self, final: Path, leader: int) -> bool:
+        return any(final.parent.glob(f"{TMP_PREFIX}{final.name}-{leader}-*"))
+
+    def _stamp(self, final: Path) -> int | None:
+        try:
+            return (final / META).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _published(self, final: Path, before: int | None, retrain: bool) -> bool:
+        stamp = self._stamp(final)
+        return stamp is not None and (not retrain or stamp != before)
+
+    @staticmethod
+    def _check_leader(leader: int, stage: str, key: str) -> None:
+        if not _alive(leader):
+            raise HarnessError(f"rank 0 (pid {leader}) died while {stage} {key} was due")
 
     @staticmethod
     def _publish(tmp: Path, final: Path) -> None:
@@ -133,6 +198,66 @@ class StageCache:
             except (OSError, ValueError):
                 continue
         return out
+
+
+# What torch.save says when the disk fills (or RLIMIT_FSIZE stops it): no errno, no path.
+TORCH_WRITE_FAILED = ("inline_container", "PytorchStreamWriter", "file write failed")
+
+
+def stage_failure(err: BaseException, stage: str, key: str, folder: Path) -> HarnessError | None:
+    """A failure while making (stage, key) as the one-line error a user can act on, or None
+    (re-raise as is: a bug). A HarnessError raised inside (e.g. a NaN loss) gains the stage's
+    name; a failed read or write (disk full, file size limit, read-only) names the path."""
+    if isinstance(err, HarnessError):
+        if err.where is None:  # same object and type, now saying which stage it was
+            HarnessError.__init__(err, err.message, f"{stage} {key}")
+        return err
+    doing = f"while making {stage} {key}; nothing was cached"
+    if isinstance(err, OSError) and err.errno is not None:
+        return HarnessError(f"{err.strerror or err} ({doing})", str(err.filename or folder))
+    # numpy and torch report a short write without an errno (or a path)
+    short_write = isinstance(err, OSError) or (
+        isinstance(err, RuntimeError) and any(m in str(err) for m in TORCH_WRITE_FAILED)
+    )
+    if not short_write:
+        return None
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return HarnessError(
+        f"a write failed: disk full or over a file size limit? ({free}; {doing})", str(folder)
+    )
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """HarnessError naming `folder` unless a file can be written in it (created if absent).
+
+    Leaves nothing behind: the probe file is deleted and folders it had to create are
+    removed again, so a run that stops here wrote nothing.
+    """
+    folder = Path(folder)
+    created = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        try:
+            os.write(fd, b"x")  # a full disk can still create an empty file
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as err:
+        raise HarnessError(
+            f"cannot write the {what}: {err.strerror or err}", str(err.filename or folder)
+        ) from None
+    finally:
+        for path in created:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _alive(pid: int) -> bool:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from . import paths
+from . import distributed, paths
 from .config import STAGES, load_experiment, read_yaml, stage_keys
 from .errors import ConfigError, HarnessError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .preflight import check_data, configs_of
+
     exp = load_experiment(args.file, args.overrides)
+    if args.data:  # bring-your-own data: paths, captions, a readable image in each split
+        check_data(configs_of(exp))
     rows = []
     for arm in exp.arms:
         for seed in exp.seeds:
@@ -90,15 +93,23 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import ExperimentRun
+    from .preflight import check_run
 
     exp = load_experiment(args.file, args.overrides)
-    run = ExperimentRun(exp, args.out, args.cache, tuple(args.retrain), progress=args.progress)
+    check_run(exp, args.out / exp.name, args.cache or paths.default_cache_dir())  # in seconds
+    from .runner import ExperimentRun
+
+    out = distributed.own_output(args.out)  # under DDP, rank 0 writes the results
+    run = ExperimentRun(exp, out, args.cache, tuple(args.retrain), progress=args.progress)
     run.run()
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .sweep.report import is_sweep_dir
+
+    if is_sweep_dir(args.run_dir):
+        return cmd_report_sweep(args)
     from .report import report
 
     path = report(args.run_dir)
@@ -107,7 +118,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_sweep(args: argparse.Namespace) -> int:
+    from .sweep.report import report_sweep
+
+    rep = report_sweep(args.run_dir, args.storage)
+    print(rep.text)
+    for why in rep.skipped:
+        print(f"  (not drawn: {why})")
+    print(f"report: {rep.folder}  ({', '.join(p.name for p in rep.files)})")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep.spec import load_sweep, with_budget
+
+    spec = with_budget(load_sweep(args.file, args.overrides), args.n_trials)
+    if args.workers < 1:
+        raise HarnessError(f"--workers: expected a positive integer, got {args.workers}")
+    from .sweep.study import run_sweep
+
+    worker_argv = ["sweep", str(args.file), *args.overrides, "--out", str(args.out),
+                   "--n-trials", str(spec.n_trials), *(["--progress"] if args.progress else []),
+                   *(["--cache", str(args.cache)] if args.cache else [])]  # fmt: skip
+    res = run_sweep(spec, args.out, args.storage, args.workers, args.cache, args.progress,
+                    argv=worker_argv)  # fmt: skip
+    ran = f"; this worker ran {len(res.ran_here)}" if args.workers == 1 else ""
+    print(f"study {res.study} ({res.storage}): {res.done}/{res.budget} trials done, "
+          f"{res.running} running elsewhere, {res.errors} failed{ran}")  # fmt: skip
+    print(f"report: python -m harness report {res.root}")
+    return 0
+
+
 def manipulation_setup(args: argparse.Namespace) -> tuple[object, int]:
+    from .data import read_image
+
+    named = [getattr(args, k, None) for k in ("image", "image1", "image2")]
+    for path in [*getattr(args, "images", []), *named]:
+        if path is not None:
+            read_image(path, 8)  # missing or unreadable: fail before any stage trains
     from .runner import load_setup
 
     pipe = load_setup(args.setup, args.overrides, args.arm, args.seed, args.cache)
@@ -181,18 +229,6 @@ def add_setup_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def not_yet(verb: str) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        print(
-            f"harness {verb}: not available in this version yet "
-            f"(use `python -m harness validate FILE` to check a config).",
-            file=sys.stderr,
-        )
-        return 2
-
-    return handler
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness", description="unCLIP research harness: ablations, sweeps, metrics."
@@ -205,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="experiment YAML")
     v.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.text_drop=0.2")
     v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.add_argument("--no-data", dest="data", action="store_false",
+                   help="skip opening bring-your-own data (a config for elsewhere)")  # fmt: skip
     v.set_defaults(func=cmd_validate)
     ls = sub.add_parser("ls", help="list experiments, sweeps and metric suites")
     ls.set_defaults(func=cmd_ls)
@@ -236,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_run)
     rp = sub.add_parser("report", help="comparison table, plots and sample grids of a run")
-    rp.add_argument("run_dir", type=Path, help="OUT/<experiment> of a finished run")
+    rp.add_argument("run_dir", type=Path, help="OUT/<experiment> (a run) or OUT/<study> (a sweep)")
+    rp.add_argument("--storage", help="a sweep's storage URL, when it holds a password")
     rp.set_defaults(func=cmd_report)
     va = sub.add_parser("vary", help="variations of images: DDIM inversion, then eta > 0")
     add_setup_args(va)
@@ -267,15 +306,23 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--steps", type=int, default=5)
     td.add_argument("--out", type=Path, default=Path("textdiff.png"), help="grid PNG")
     td.set_defaults(func=cmd_textdiff)
-    for verb, text in (("sweep", "run an Optuna study over a config"),):
-        s = sub.add_parser(verb, help=text)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-        s.set_defaults(func=not_yet(verb))
+    sw = sub.add_parser("sweep", help="run (or resume, or join) an Optuna study over a config")
+    sw.add_argument("file", help="sweep YAML (sweeps/*.yaml)")
+    sw.add_argument("overrides", nargs="*", help="dotted overrides for every trial")
+    sw.add_argument("--storage", help="Optuna storage: RDB URL, journal:PATH, .db or .log file "
+                    "(default: sqlite in OUT/<study>/)")  # fmt: skip
+    sw.add_argument("--n-trials", type=int, help="the study's trial budget (default: the file's)")
+    sw.add_argument("--workers", type=int, default=1, help="worker processes on this host")
+    sw.add_argument("--out", type=Path, default=Path("runs"), help="results go to OUT/<study>/")
+    sw.add_argument("--cache", type=Path, help="stage cache (default $HARNESS_CACHE)")
+    sw.add_argument("--progress", action="store_true", help="show training progress bars")
+    sw.set_defaults(func=cmd_sweep)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    distributed.quiet_followers()
     try:
         return args.func(args)
     except HarnessError as err:
@@ -284,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `validate ... | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # disk full, read-only or vanished folder: one line, no traceback
+        print(f"error: {err.filename or 'I/O'}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -369,7 +369,7 @@ class GaussianDiffusion:
             idx = tqdm(idx, total=self.num_timesteps)
         return idx
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all: sampling never backpropagates
     def _run(
         self, step: Callable[..., Tensor], x: Tensor, descending: bool, progress: bool
     ) -> Tensor:

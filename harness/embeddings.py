@@ -82,7 +82,10 @@ def _compute_into(clip: ClipStage, source, folder: Path, batch_size: int) -> Non
     }
     captions: list[str] = []
     row = 0
-    for images, caps in DataLoader(source, batch_size=batch_size, shuffle=False):
+    # Its own generator: iterating a DataLoader draws a seed from the global RNG, so a cache
+    # miss here would otherwise change the weights of the stage being seeded and built next.
+    loader = DataLoader(source, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    for images, caps in loader:
         tokens = clip.tokenize(list(caps))
         z_t, text_enc, mask = clip.encode_tokens(tokens)
         stop = row + len(caps)

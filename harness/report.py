@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import wandb_report
 from .errors import HarnessError
 from .metrics.uncertainty import Estimate
 from .results import lower_is_better, metric_columns, per_arm, table
@@ -21,9 +23,14 @@ def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = run_dir / "results.json"
     if not path.is_file():
         raise HarnessError("no results.json here: not a finished `run` directory", str(run_dir))
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+        rows = list(meta["rows"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise HarnessError(f"not a results.json of a `run` ({type(err).__name__}: {err})",
+                           str(path)) from None  # fmt: skip
     records = []
-    for row in meta["rows"]:
+    for row in rows:
         reps_path = Path(row["dir"]) / "replicates.npz"
         reps = dict(np.load(reps_path)) if reps_path.is_file() else {}
         metrics = {
@@ -90,8 +97,9 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}">'
 
 
-def report(run_dir: str | Path) -> Path:
-    """Write RUN_DIR/report/ (PNGs) and RUN_DIR/report.html; returns the HTML path."""
+def report(run_dir: str | Path, echo: Callable[[str], None] = print) -> Path:
+    """Write RUN_DIR/report/ (PNGs) and RUN_DIR/report.html, and a W&B Report when the run
+    logged online; returns the HTML path."""
     run_dir = Path(run_dir)
     meta, records = load_records(run_dir)
     out = run_dir / "report"
@@ -122,4 +130,5 @@ overrides {html.escape(" ".join(meta.get("overrides", [])) or "none")}</p>
 """
     path = run_dir / "report.html"
     path.write_text(page)
+    wandb_report.publish(meta, names, text, echo)
     return path

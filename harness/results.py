@@ -114,7 +114,9 @@ def estimate_dict(metrics: dict[str, Estimate]) -> dict[str, dict[str, float]]:
 def save_replicates(path: Path, metrics: dict[str, Estimate]) -> None:
     """Bootstrap replicates, so `report` can test differences later without rescoring."""
     reps = {k: e.replicates for k, e in metrics.items() if e.replicates is not None}
-    np.savez(path, **reps)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")  # renamed when whole: a kill leaves no half
+    np.savez(tmp, **reps)
+    tmp.replace(path)
 
 
 def per_arm(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Estimate]]:

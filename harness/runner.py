@@ -115,7 +115,11 @@ class Runner:
                 config={"stage": name, "key": key, **dataclasses.asdict(cfg)},
                 directory=self.root / "wandb-stages",
             )
-            SPECS[name].train(cfg, tmp, loaded, paths, self.progress)
+            try:
+                SPECS[name].train(cfg, tmp, loaded, paths, self.progress)
+            except BaseException:  # e.g. a sweep pruned the trial: close the stage's run
+                tracking.finish(run, exit_code=1)
+                raise
             metrics = json.loads((tmp / METRICS_FILE).read_text())
             numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
             tracking.log_results(run, numbers)
@@ -177,6 +181,43 @@ class Runner:
 
         return self.cache.resolve("samples", sample_key, generate).path
 
+    def variations(self, cfg: Config, keys: dict, pipe: Pipeline, suite: Any) -> Path | None:
+        """Image variations of the split's first images (diversity metric), cached: uint8
+        sources (S, 3, H, W) and variations (S, M, 3, R, R). They come from the image
+        encoder, decoder and upsamplers only, so arms differing in the prior share them.
+        None when the suite has no diversity metric."""
+        if "diversity" not in suite.metrics:
+            return None
+        from .data import build_source
+
+        used = ("clip", "decoder", "upsampler1", "upsampler2")
+        key = digest(
+            "variations",
+            {k: keys.get(k) for k in used},
+            sampling_fields(cfg.decoder),
+            sampling_fields(cfg.upsamplers),
+            suite.split,
+            suite.diversity_sources,
+            suite.diversity_variations,
+            cfg.sample.variation_eta,
+            cfg.seed,
+        )
+
+        def generate(tmp: Path) -> dict[str, Any]:
+            self.echo("  variations ...")
+            source = build_source(cfg.data, suite.split)
+            n = min(suite.diversity_sources, len(source))
+            src = torch.stack([source[i][0] for i in range(n)])  # uint8 (S, 3, H, W)
+            g = torch.Generator().manual_seed(cfg.seed + 1)
+            start = time.perf_counter()
+            var = pipe.vary(src, suite.diversity_variations, cfg.sample.variation_eta, g)
+            np.save(tmp / "sources.npy", src.numpy())
+            np.save(tmp / "variations.npy", to_uint8_np(var))
+            write_json_atomic(tmp / METRICS_FILE, {"seconds": time.perf_counter() - start})
+            return {}
+
+        return self.cache.resolve("variations", key, generate).path
+
 
 def device_of(cfg: Config) -> torch.device:
     """Where trained stages sample: the accelerator the config trains on, if present."""
@@ -208,7 +249,7 @@ class ExperimentRun(Runner):
             clip_key=keys["eval_clip"] or "",
         )
 
-    def score(self, cfg: Config, pipe: Pipeline, ev: Any, samples: Path, suite: Any) -> dict:
+    def score(self, cfg: Config, ev: Any, samples: Path, varied: Path | None, suite: Any) -> dict:
         from .data import build_source
         from .metrics.compositional import claim_of
         from .metrics.score import data_reference, feature_net, score_images
@@ -226,12 +267,11 @@ class ExperimentRun(Runner):
         if ev.classifier is not None and hasattr(source, "attributes"):
             claims = [claim_of(a) for a in source.attributes[: len(images)]]
         variations = None
-        if "diversity" in suite.metrics:
-            n = min(suite.diversity_sources, len(source))
-            src = torch.stack([source[i][0] for i in range(n)])  # uint8 (S, 3, H, W)
-            g = torch.Generator().manual_seed(cfg.seed + 1)
-            var = pipe.vary(src, suite.diversity_variations, cfg.sample.variation_eta, g)
-            variations = (src, to_uint8_tensor(var))
+        if varied is not None:
+            variations = (
+                torch.from_numpy(np.load(varied / "sources.npy")),
+                torch.from_numpy(np.load(varied / "variations.npy")),
+            )
         return score_images(suite, ev, images, reference, captions, claims, variations, cfg.seed)
 
     def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
@@ -239,8 +279,10 @@ class ExperimentRun(Runner):
         keys = stage_keys(cfg)
         pipe, loaded, paths = self.pipeline(cfg, keys)
         samples = self.samples(cfg, keys, pipe, paths, suite)
+        varied = self.variations(cfg, keys, pipe, suite)
         self.echo("  scoring ...")
-        metrics = self.score(cfg, pipe, self.evaluators(cfg, loaded, keys, suite), samples, suite)
+        ev = self.evaluators(cfg, loaded, keys, suite)
+        metrics = self.score(cfg, ev, samples, varied, suite)
         out = self.root / arm.slug / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         grid = write_grid(out / "samples.png", samples, cfg.sample.grid)
@@ -287,10 +329,12 @@ class ExperimentRun(Runner):
 
     def run(self) -> list[ArmResult]:
         from .metrics.suite import load_suite, resolve_features
+        from .preflight import check_run
         from .results import table, write_csv, write_json
 
         suite = load_suite(self.exp.metrics)
         resolve_features(suite)  # a suite that cannot run here fails before any training
+        check_run(self.exp, self.root, self.cache.root)  # data, GPU, writable: before training
         self.root.mkdir(parents=True, exist_ok=True)
         results = []
         total = len(self.exp.arms) * len(self.exp.seeds)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrackingConfig
+from .distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def init_run(
     directory: Path,
     tags: tuple[str, ...] = (),
 ) -> Any | None:
-    """A W&B run, or None when tracking is disabled."""
+    """A W&B run, or None when tracking is disabled or on a non-zero DDP rank."""
     mode = resolve_mode(tracking)
-    if mode == "disabled":
+    if mode == "disabled" or not is_rank_zero():
         return None
     import wandb  # slow import, only when tracking
 
@@ -73,10 +74,11 @@ def log_results(
         run.summary[key] = value
 
 
-def finish(run: Any | None) -> str | None:
-    """Close the run; returns its local directory (for `wandb leet inspect`)."""
+def finish(run: Any | None, exit_code: int | None = None) -> str | None:
+    """Close the run (exit_code 1: it failed); returns its local directory (for
+    `wandb leet inspect`)."""
     if run is None:
         return None
     directory = str(Path(run.dir).parent)
-    run.finish()
+    run.finish(exit_code=exit_code)
     return directory

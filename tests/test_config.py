@@ -81,6 +81,18 @@ def test_prior_ablation_shares_clip_and_decoder_hashes():
     assert priors[0] and priors[1] and priors[0] != priors[1] and priors[2:] == [None, None]
 
 
+@pytest.mark.parametrize("name", ["guidance_scale", "eta"])
+def test_sampling_only_experiments_train_nothing_after_prior_ablation(name):
+    """Every stage of these experiments is one prior_ablation already trained."""
+
+    def trained(exp_name: str) -> set[tuple[str, str]]:
+        exp = load_experiment(ROOT / "experiments" / f"{exp_name}.yaml")
+        keys = [stage_keys(exp.config(a, s)) for a in exp.arms for s in exp.seeds]
+        return {(stage, key) for k in keys for stage, key in k.items() if key}
+
+    assert trained(name) <= trained("prior_ablation")
+
+
 def test_sampling_knobs_never_change_training_hashes(write_yaml):
     path = write_yaml("exp.yaml", "")
     base = stage_keys(load_experiment(path).config(load_experiment(path).arms[0], 0))

@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .. import paths
 from ..errors import ConfigError
-from .schema import Config
+from .schema import SEED_RANGE, Config
 from .validate import (
     build,
     check_bounds,
@@ -86,6 +86,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read: {str(err).splitlines()[0]}", str(path)) from None
     except OSError as err:
         raise ConfigError(f"cannot read: {err.strerror}", str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                          f"{err.start})", str(path)) from None  # fmt: skip
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -110,6 +113,9 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError("file not found", str(path))
     raw = read_yaml(path)
     check_file_keys(raw, str(path))
+    suite = raw.get("metrics")
+    if isinstance(suite, str) and suite.endswith((".yaml", ".yml")):  # relative to its file,
+        raw["metrics"] = str((path.parent / suite).resolve())  # even when inherited
     sections = {k: v for k, v in raw.items() if k in SECTIONS}
     try:
         sections = validate_section(sections, Config)
@@ -158,6 +164,11 @@ def check_value(dotted: str, value: Any, where: str) -> Any:
 def apply_overrides(merged: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for text in overrides:
         key, value = parse_override(text)
+        if key == "base":  # the chain is already merged: a new base would be silently ignored
+            raise ConfigError("base: set it in the file, not on the command line", "command line")
+        if "." not in key and key not in EXPERIMENT_KEYS and key not in SECTIONS:
+            options = list(EXPERIMENT_KEYS + SECTIONS)  # `seed=3` would be silently ignored
+            raise ConfigError(f"{key}: unknown key{suggest(key, options)}", "command line")
         if key in EXPERIMENT_KEYS:
             merged = {**merged, key: value}
         elif key.split(".")[0] == "ablate":
@@ -229,6 +240,8 @@ def check_seeds(seeds: Any, where: str) -> list[int]:
     for s in seeds:
         if not isinstance(s, int) or isinstance(s, bool):
             raise ConfigError(f"seeds: expected integers, got {s!r}", where)
+        if not SEED_RANGE[0] <= s <= SEED_RANGE[1]:  # numpy and Lightning refuse the rest
+            raise ConfigError(f"seeds: {s} is outside [{SEED_RANGE[0]}, {SEED_RANGE[1]}]", where)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: repeated seed in {seeds}", where)
     return list(seeds)
@@ -313,3 +326,57 @@ def check_config(cfg: Config, where: str) -> None:
             f"(one halving per decoder.channel_mult level after the first)",
             where,
         )
+    check_data_paths(cfg, where)
+    check_heads(cfg, where)
+
+
+def check_data_paths(cfg: Config, where: str) -> None:
+    """A bring-your-own source names its files (whether they hold data: data.check_sources)."""
+    d = cfg.data
+    if d.source != "shapes" and not d.path:
+        raise ConfigError(f"data.path: required when data.source is {d.source}", where)
+    if d.source == "coco" and not d.annotations:
+        raise ConfigError("data.annotations: required when data.source is coco", where)
+
+
+# Attention widths the nets would reject only when a stage starts training (after the stages
+# before it have trained). Head counts as the nets derive them: clip.py (HEAD_WIDTH 32),
+# decoder.py (text encoder: width // 32), nets/unet.py (decoder.heads at each attention).
+CLIP_HEAD_WIDTH = 32
+
+
+def check_heads(cfg: Config, where: str) -> None:
+    for name, clip in (("clip", cfg.clip), ("eval.clip", cfg.eval.clip)):
+        if clip.arch != "custom":
+            continue
+        vision_heads = clip.vision_width // min(CLIP_HEAD_WIDTH, clip.vision_width)
+        for key, width, heads in (
+            ("vision_width", clip.vision_width, vision_heads),
+            ("text_width", clip.text_width, max(1, clip.text_width // CLIP_HEAD_WIDTH)),
+        ):
+            if width % heads:
+                raise ConfigError(
+                    f"{name}.{key} ({width}) must be divisible by its {heads} attention heads "
+                    f"(one per {CLIP_HEAD_WIDTH} channels)",
+                    where,
+                )
+    dec = cfg.decoder
+    text_heads = max(1, dec.text_width // 32)
+    if dec.text_cond and dec.text_width % text_heads:
+        raise ConfigError(
+            f"decoder.text_width ({dec.text_width}) must be divisible by its {text_heads} "
+            f"attention heads (one per 32 channels)",
+            where,
+        )
+    res = dec.resolution
+    attended = [dec.channels * dec.channel_mult[-1]] if dec.attn_resolutions else []  # middle
+    for level, mult in enumerate(dec.channel_mult):
+        if res >> level in dec.attn_resolutions:
+            attended.append(dec.channels * mult)
+    for channels in attended:
+        if channels % dec.heads:
+            raise ConfigError(
+                f"decoder.heads ({dec.heads}) must divide the channels of every attention "
+                f"layer (decoder.channels x channel_mult: {channels})",
+                where,
+            )

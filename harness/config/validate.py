@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from functools import cache
@@ -68,10 +69,15 @@ def coerce(value: Any, tp: Any, dotted: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.match(value):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and _FLOAT.match(value):
+            number = float(value)
+        if number is not None and math.isfinite(number):  # no setting means anything at nan/inf
+            return number
+        if number is not None:
+            raise ConfigError(f"expected a finite number, got {value!r}", dotted)
     elif tp is str:
         if isinstance(value, str):
             return value

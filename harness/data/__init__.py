@@ -12,6 +12,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,10 @@ def collect(
         index.append(rows[key])
         captions.append(caption)
     counts = ", ".join(f"{n} {what}" for what, n in sorted(skipped.items()) if n) or "nothing"
-    log.info(
+    # A warning when anything was skipped: the CLI shows warnings, so a user learns that part
+    # of their data is unreadable without looking for a log file.
+    log.log(
+        logging.WARNING if sum(skipped.values()) else logging.INFO,
         "%s %s [%s]: %d pairs from %d images at %d px; skipped %s",
         name, where, split, len(captions), len(images), resolution, counts,
     )  # fmt: skip
@@ -129,6 +133,22 @@ def collect(
         raise HarnessError(f"no usable image-caption pair in the {split} split (skipped {counts})",
                            where)  # fmt: skip
     return np.stack(images), np.asarray(index, np.int64), captions, list(rows)
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Fail fast, naming the path, when some split of `cfg` has no usable pair.
+
+    Reads each split only up to its first usable pair (seconds, even for a large dataset),
+    so a wrong path, a captions file without usable rows, or a folder of unreadable images is
+    found before any stage trains; the real build later counts and reports what it skips.
+    """
+    probe = replace(cfg, n_train=1, n_val=1, n_test=1)
+    quiet, log.disabled = log.disabled, True  # the probe's one-pair summaries would mislead
+    try:
+        for split in SPLITS:
+            build_source(probe, split, resolution=8)
+    finally:
+        log.disabled = quiet
 
 
 def build_source(cfg: DataConfig, split: str, resolution: int | None = None) -> Dataset:

@@ -3,13 +3,14 @@
 jsonl: one object per line, `{"file": "cat.jpg", "caption": "a cat"}`; csv: a header row with
 the same two columns. ("image"/"path" are accepted for the file, "text" for the caption.)
 A file may appear on several lines (several captions); its path, relative to the folder, is
-the key its split is drawn by.
+the key its split is drawn by. Rows that are not JSON or lack a column are skipped and counted.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,26 +22,59 @@ FILE_KEYS = ("file", "image", "path")
 TEXT_KEYS = ("caption", "text")
 
 
-def _pick(row: dict, names: tuple[str, ...], where: str) -> str:
+def _pick(row: object, names: tuple[str, ...]) -> str | None:
+    """The row's value under the first of `names` it has; None if it has none."""
+    if not isinstance(row, dict):
+        return None
     for name in names:
         if name in row:
             return "" if row[name] is None else str(row[name])
-    raise HarnessError(f"a row lacks a column named one of {names}: {row}", where)
+    return None
 
 
-def read_rows(captions_file: Path) -> Iterator[tuple[str, str]]:
-    """(relative image path, caption) per row of a captions.jsonl / captions.csv."""
+def _rows(captions_file: Path, f) -> Iterator[tuple[int, object]]:
+    """(line number, parsed row or None when the line is not a JSON object / CSV row)."""
+    if captions_file.suffix == ".csv":
+        reader = csv.DictReader(f)
+        for row in reader:
+            yield reader.line_num, row
+        return
+    for number, line in enumerate(f, 1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError:
+                yield number, None
+
+
+def read_rows(captions_file: Path, skipped: Counter | None = None) -> Iterator[tuple[str, str]]:
+    """(relative image path, caption) per usable row of a captions.jsonl / captions.csv.
+
+    A row that is not JSON, or lacks a file or caption column, is skipped and counted in
+    `skipped` (a researcher's million-line file should not die on one bad line); a file with
+    no usable row at all is an error naming it and its first bad line.
+    """
     where = str(captions_file)
-    with captions_file.open(newline="", encoding="utf-8") as f:
-        if captions_file.suffix == ".csv":
-            rows: Iterator[dict] = csv.DictReader(f)
-        else:
-            rows = (json.loads(line) for line in f if line.strip())
-        try:
-            for row in rows:
-                yield _pick(row, FILE_KEYS, where), _pick(row, TEXT_KEYS, where)
-        except json.JSONDecodeError as err:
-            raise HarnessError(f"not JSON lines: {err}", where) from err
+    skipped = Counter() if skipped is None else skipped
+    usable, first_bad = 0, None
+    try:
+        with captions_file.open(newline="", encoding="utf-8") as f:
+            for number, row in _rows(captions_file, f):
+                name, caption = _pick(row, FILE_KEYS), _pick(row, TEXT_KEYS)
+                if name is None or caption is None:
+                    skipped["bad caption rows"] += 1
+                    first_bad = first_bad or number
+                    continue
+                usable += 1
+                yield name, caption
+    except UnicodeDecodeError as err:
+        raise HarnessError(f"not UTF-8 text (byte offset {err.start})", where) from None
+    except (OSError, csv.Error) as err:
+        raise HarnessError(f"cannot read: {err}", where) from None
+    if not usable:
+        columns = f"one of {FILE_KEYS} and one of {TEXT_KEYS}"
+        bad = f"; line {first_bad} lacks {columns}, or is not JSON" if first_bad else ""
+        raise HarnessError(f"no usable row{bad}", where)
 
 
 class FolderSource(CaptionedImages):
@@ -53,11 +87,12 @@ class FolderSource(CaptionedImages):
         found = [root / name for name in CAPTION_FILES if (root / name).is_file()]
         if not found:
             raise HarnessError(f"no {' or '.join(CAPTION_FILES)} in the image folder", str(root))
-        records = _records(root, found[0])
-        super().__init__(*collect(records, split, limit, resolution, "folder", str(root)))
+        skipped: Counter = Counter()
+        records = _records(root, found[0], skipped)
+        super().__init__(*collect(records, split, limit, resolution, "folder", str(root), skipped))
 
 
-def _records(root: Path, captions_file: Path) -> Iterator[Record]:
+def _records(root: Path, captions_file: Path, skipped: Counter) -> Iterator[Record]:
     # A missing file fails in read_bytes (OSError) and is counted with the unreadable ones.
-    for name, caption in read_rows(captions_file):
+    for name, caption in read_rows(captions_file, skipped):
         yield name, caption, (root / name).read_bytes

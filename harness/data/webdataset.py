@@ -2,13 +2,15 @@
 
 `data.path` is a glob of shards (`/data/cc3m/*.tar`); they are read in sorted order with the
 stdlib tarfile. A sample's key is its member name up to the first dot of the basename (the
-webdataset convention), so the split does not change when the data is re-sharded.
+webdataset convention), so the split does not change when the data is re-sharded. A shard cut
+short (an interrupted copy) keeps the samples before the cut; the loss is counted and logged.
 """
 
 from __future__ import annotations
 
 import glob
 import tarfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +30,22 @@ def sample_key(member_name: str) -> tuple[str, str]:
     return key, ext.lower()
 
 
+def _members(tar: tarfile.TarFile, skipped: Counter) -> Iterator[tarfile.TarInfo]:
+    """The shard's members in order; a shard cut short keeps the members before the cut."""
+    try:
+        yield from tar
+        tar.fileobj.seek(tar.offset)  # a cut between two members: no end-of-archive block
+        cut = not tar.fileobj.read(1)
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        cut = True
+    if cut:
+        skipped["shards cut short"] += 1
+
+
 def _shard_records(tar: tarfile.TarFile, skipped: Counter) -> Iterator[Record]:
     """Group a shard's members by key; yield (key, caption, image reader) per sample."""
     samples: dict[str, dict[str, tarfile.TarInfo]] = {}
-    for member in tar.getmembers():
+    for member in _members(tar, skipped):
         if member.isfile():
             key, ext = sample_key(member.name)
             samples.setdefault(key, {})[ext] = member
@@ -43,15 +57,19 @@ def _shard_records(tar: tarfile.TarFile, skipped: Counter) -> Iterator[Record]:
         if TEXT_EXT not in parts:
             skipped["samples without a caption"] += 1
             continue
-        caption = tar.extractfile(parts[TEXT_EXT]).read().decode("utf-8", errors="replace")
+        try:  # a caption whose bytes lie past the cut
+            caption = _reader(tar, parts[TEXT_EXT])().decode("utf-8", errors="replace")
+        except OSError:
+            skipped["unreadable captions"] += 1
+            continue
         yield key, caption, _reader(tar, image)
 
 
 def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo):
     def read() -> bytes:
-        try:
+        try:  # by TarInfo: by name would re-scan the shard (and fail again past a cut)
             return tar.extractfile(member).read()
-        except tarfile.TarError as err:  # counted like any unreadable image
+        except (tarfile.TarError, EOFError, zlib.error) as err:  # counted like any unreadable image
             raise OSError(f"{member.name}: {err}") from err
 
     return read
@@ -60,10 +78,12 @@ def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo):
 def _records(shards: list[str], skipped: Counter) -> Iterator[Record]:
     for shard in shards:
         try:
-            with tarfile.open(shard, mode="r:*") as tar:
-                yield from _shard_records(tar, skipped)
-        except (tarfile.TarError, OSError, EOFError):
-            skipped["unreadable shards"] += 1  # a truncated shard loses its samples
+            tar = tarfile.open(shard, mode="r:*")
+        except (tarfile.TarError, OSError, EOFError, zlib.error):
+            skipped["unreadable shards"] += 1  # not a tar at all: its samples are lost
+            continue
+        with tar:
+            yield from _shard_records(tar, skipped)
 
 
 class WebDatasetSource(CaptionedImages):

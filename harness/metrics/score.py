@@ -129,7 +129,11 @@ def read_folder(folder: Path) -> tuple[list[str], torch.Tensor]:
         raise HarnessError(f"no images ({', '.join(IMAGE_SUFFIXES)})", str(folder))
     images = []
     for p in files:
-        arr = np.asarray(Image.open(p).convert("RGB"))
+        try:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise HarnessError(f"cannot read image: {err}", str(p)) from None
         images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1)[None])
     size = images[0].shape[-1]
     return [p.name for p in files], torch.cat([at_resolution(im, size) for im in images])
@@ -143,7 +147,10 @@ def read_captions(path: Path, names: list[str]) -> list[str]:
     except OSError as err:
         raise HarnessError(f"cannot read: {err.strerror}", str(path)) from None
     if path.suffix == ".json":
-        table = json.loads(text)
+        try:
+            table = json.loads(text)
+        except ValueError as err:
+            raise HarnessError(f"not JSON: {err}", str(path)) from None
     else:
         rows = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
         if any(len(r) != 2 for r in rows):

@@ -32,6 +32,20 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return F.pad(emb, (0, dim % 2))
 
 
+def trim_padding(tokens: Tensor) -> Tensor:
+    """(B, L) ids -> (B, L'): drop the trailing columns that are padding in every row.
+
+    Padding is masked wherever it is read (as keys in the text encoder, in the UNet's
+    attention), so the output is unchanged up to float rounding, while the caption encoder
+    and every attention over the context get cheaper: a caption fills ~12 of the 32 (or
+    open_clip's 77) positions. CPU only: on a GPU, reading the length back would stall it.
+    """
+    if tokens.device.type != "cpu":
+        return tokens
+    used = token_mask(tokens).any(dim=0).nonzero()  # (n, 1) columns with a real token
+    return tokens[:, : int(used[-1]) + 1 if len(used) else 1]
+
+
 def norm(channels: int) -> nn.GroupNorm:
     # GLIDE uses 32 groups; at our widths (32-64 channels) 8 keeps several channels per group.
     return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
@@ -83,7 +97,10 @@ class AttentionBlock(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None, context_mask: Tensor | None) -> Tensor:
         """x (B, C, H, W); context (B, Lc, Wc); context_mask (B, Lc) bool, True = attend."""
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x).reshape(b, c, h * w)).transpose(1, 2).chunk(3, dim=2)
+        # Pixels as tokens (B, HW, C): a free view of a channels_last map. The 1x1 convs run
+        # as matmuls on it (same weights, so checkpoints are unchanged).
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        q, k, v = F.linear(tokens, self.qkv.weight[:, :, 0], self.qkv.bias).chunk(3, dim=2)
         mask = None
         if context is not None and self.context_kv is not None:
             ck, cv = self.context_kv(context).chunk(2, dim=2)  # (B, Lc, C) each
@@ -93,8 +110,10 @@ class AttentionBlock(nn.Module):
         out = F.scaled_dot_product_attention(
             self._split(q), self._split(k), self._split(v), attn_mask=mask
         )  # (B, heads, HW, C / heads)
-        out = out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2)  # (B, C, HW)
-        return x + self.proj(out).reshape(b, c, h, w)
+        out = F.linear(
+            out.transpose(1, 2).reshape(b, h * w, c), self.proj.weight[:, :, 0], self.proj.bias
+        )  # (B, HW, C)
+        return x + out.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 class Stage(nn.ModuleList):
@@ -127,6 +146,12 @@ class UNet(nn.Module):
     low_channels > 0 makes it an upsampler (the upsampled low-res image is concatenated).
     `attn_resolutions` are feature-map sizes, with `resolution` the input size.
     """
+
+    # Activations in channels_last (NHWC) let oneDNN run the convolutions without reordering
+    # every feature map to its blocked layout and back: 1.1-1.5x for a CPU forward without
+    # autograd (benchmarks/README.md). None: on for such forwards (sampling), off when
+    # training (no clear gain measured) and on GPU (unmeasured). Results match to rounding.
+    channels_last: bool | None = None
 
     def __init__(
         self,
@@ -203,7 +228,8 @@ class UNet(nn.Module):
         if self.text_encoder is not None:
             if tokens is None:
                 raise ValueError("this UNet conditions on the caption: pass tokens")
-            parts.append(self.text_encoder(tokens))  # (B, L, Wc)
+            tokens = trim_padding(tokens)  # (B, L' <= L)
+            parts.append(self.text_encoder(tokens))  # (B, L', Wc)
             masks.append(token_mask(tokens))  # an all-pad (dropped) caption is fully masked
         if not parts:
             return None
@@ -232,7 +258,7 @@ class UNet(nn.Module):
             if low is None:
                 raise ValueError("this UNet is an upsampler: pass the low-resolution image")
             x = torch.cat([x, low], dim=1)  # (B, 3 + low_channels, H, W)
-        h = self.input(x)
+        h = self.input(x.contiguous(memory_format=self._layout(x)))
         hs = [h]
         for stage in self.down:
             h = stage(h, emb, ctx, mask)
@@ -240,4 +266,9 @@ class UNet(nn.Module):
         h = self.middle(h, emb, ctx, mask)
         for stage in self.up:
             h = stage(torch.cat([h, hs.pop()], dim=1), emb, ctx, mask)
-        return self.out(h)
+        return self.out(h).contiguous()  # callers get the usual (B, C, H, W) layout
+
+    def _layout(self, x: Tensor) -> torch.memory_format:
+        auto = x.device.type == "cpu" and not torch.is_grad_enabled()
+        on = auto if self.channels_last is None else self.channels_last
+        return torch.channels_last if on else torch.contiguous_format

@@ -7,6 +7,10 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,35 @@ import torch
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 
 from ..config import TrainConfig
+from .guards import FiniteLoss
 
 METRICS_FILE = "stage_metrics.json"
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """What a caller adds to every Trainer built inside `with fit_hooks(...)` without
+    threading it through each stage: a sweep's pruning callback, and how often those fits
+    validate on held-out data (None: not during fit, the default; it costs time)."""
+
+    callbacks: tuple[Callback, ...] = ()
+    val_every: int | None = None
+
+
+_HOOKS: ContextVar[FitHooks | None] = ContextVar("fit_hooks", default=None)
+
+
+def active_hooks() -> FitHooks:
+    return _HOOKS.get() or FitHooks()
+
+
+@contextmanager
+def fit_hooks(callbacks: tuple[Callback, ...] = (), val_every: int | None = None) -> Iterator[None]:
+    token = _HOOKS.set(FitHooks(tuple(callbacks), val_every))
+    try:
+        yield
+    finally:
+        _HOOKS.reset(token)
 
 
 def quiet_lightning() -> None:
@@ -59,8 +90,11 @@ def make_trainer(
     set_threads(train)
     quiet_lightning()
     cbs = list(callbacks or [])
+    cbs.append(FiniteLoss())  # a NaN/inf loss stops the stage, naming the step
     if ema is not None and ema > 0:
         cbs.append(EMAWeightAveraging(decay=ema))
+    hooks = active_hooks()
+    val_every = val_every or hooks.val_every
     return pl.Trainer(
         accelerator=train.accelerator,
         devices=train.devices,
@@ -70,7 +104,7 @@ def make_trainer(
         max_steps=max_steps,
         max_epochs=-1,
         logger=logger,
-        callbacks=cbs,
+        callbacks=[*cbs, *hooks.callbacks],
         enable_checkpointing=False,  # the stage cache stores the finished artifact
         enable_model_summary=False,
         enable_progress_bar=progress,
@@ -103,11 +137,13 @@ def fit_timed(
     steps: int,
     ema: float,
     progress: bool,
+    val: Any = None,
 ) -> tuple[pl.LightningModule, float, int]:
     """Train `module` for `steps` (EMA weights left in it) -> (module on CPU in eval mode,
-    training seconds, steps taken)."""
+    training seconds, steps taken). `val` (held-out batches for `validation_step`) is only
+    used inside `fit_hooks(val_every=...)`."""
     trainer = make_trainer(train, steps, ema=ema, progress=progress)
     start = time.perf_counter()
     if steps > 0:
-        trainer.fit(module, loader)
+        trainer.fit(module, loader, val if active_hooks().val_every else None)
     return module.cpu().eval(), time.perf_counter() - start, trainer.global_step

@@ -34,7 +34,7 @@ from .common import fit_timed, seed_all, write_stage_metrics
 MODEL_FILE = "model.pt"
 GRID_FILE, CAPTIONS_FILE = "samples.png", "samples.txt"
 FORMAT = 1
-EVAL_SAMPLES = 128  # held-out images decoded for the matched/shuffled cosine
+EVAL_SAMPLES = 64  # held-out images decoded for the matched/shuffled cosine
 VAL_ITEMS = 256  # held-out images in the validation loss
 
 
@@ -282,7 +282,9 @@ def train_decoder(
     decoder = DecoderStage(d, clip.embed_dim, clip.context_length)
     loader = DataLoader(train_set, batch_size=min(d.batch_size, len(train_set)), shuffle=True,
                         drop_last=True, num_workers=cfg.train.num_workers)  # fmt: skip
-    decoder, seconds, taken = fit_timed(decoder, loader, cfg.train, d.train_steps, d.ema, progress)
+    val_loader = DataLoader(val_set, batch_size=min(d.batch_size, len(val_set)))  # pruning
+    decoder, seconds, taken = fit_timed(decoder, loader, cfg.train, d.train_steps, d.ema, progress,
+                                        val=val_loader)  # fmt: skip
     with torch.inference_mode():  # once, on the final (EMA) weights
         val_loss = float(decoder.validation_loss(val_set.tensors))
     metrics = evaluate_decoder(decoder, cfg, val_emb, val_x, evaluator or clip, out_dir)
