@@ -15,7 +15,7 @@ import numpy as np
 from . import wandb_report
 from .errors import HarnessError
 from .metrics.uncertainty import Estimate
-from .results import lower_is_better, metric_columns, per_arm, table
+from .results import lower_is_better, metric_columns, numeric_values, per_arm, table
 
 
 def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -42,13 +42,6 @@ def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return meta, records
 
 
-def _numeric(values: list[str]) -> list[float] | None:
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        return None
-
-
 def plot_metric(name: str, records: list[dict[str, Any]], axes: list[str], out: Path) -> Path:
     """One panel per axis: the metric (mean over seeds, 95% interval) against the axis value,
     one line per combination of the other axes."""
@@ -71,7 +64,7 @@ def plot_metric(name: str, records: list[dict[str, Any]], axes: list[str], out: 
             groups.setdefault(rest or "all", []).append((str(x), metrics[name]))
         for label, points in groups.items():
             xs = [p[0] for p in points]
-            numeric = _numeric(xs)
+            numeric = numeric_values(xs)
             pos = numeric if numeric is not None else list(range(len(xs)))
             vals = np.array([p[1].value for p in points])
             err = np.array([[p[1].value - p[1].lo for p in points],

@@ -162,3 +162,11 @@ def table(records: Sequence[dict[str, Any]]) -> str:
 
 def config_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def numeric_values(values: list[Any]) -> list[float] | None:
+    """An axis's values as numbers, or None when any is not one (a categorical axis)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None

@@ -194,7 +194,10 @@ class Runner:
         key = digest(
             "variations",
             {k: keys.get(k) for k in used},
-            sampling_fields(cfg.decoder),
+            # Pipeline.vary decodes unguided over ddim{decoder.steps} at variation_eta: the
+            # decoder's guidance scale, eta and sampler do not reach it, so arms over those
+            # share the variations.
+            cfg.decoder.steps,
             sampling_fields(cfg.upsamplers),
             suite.split,
             suite.diversity_sources,
@@ -227,7 +230,7 @@ def device_of(cfg: Config) -> torch.device:
 
 def to_uint8_np(x: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [-1, 1] -> uint8 (B, 3, H, W)."""
-    return to_uint8_tensor(x).numpy()
+    return to_uint8(x).cpu().numpy()
 
 
 class ExperimentRun(Runner):
@@ -373,10 +376,6 @@ class ExperimentRun(Runner):
         self.echo("\n" + table(records))
         self.echo(f"\nresults: {self.root / 'results.csv'}")
         return results
-
-
-def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
-    return to_uint8(x).cpu()
 
 
 def write_grid(path: Path, samples: Path, n: int) -> Path:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .results import lower_is_better
+from .results import lower_is_better, numeric_values
 
 
 def tracking_of(meta: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,11 @@ def build(meta: dict[str, Any], names: list[str], table_text: str) -> Any:
         )
         for n in names
     ]
-    numeric_axes = [a for a in meta.get("axes", []) if _numeric_axis(meta, a)]
+    rows = meta.get("rows", [])
+    numeric_axes = [
+        a for a in meta.get("axes", [])
+        if all(a in r["axes"] for r in rows) and numeric_values([r["axes"][a] for r in rows])
+    ]  # fmt: skip
     lines = [
         wr.ScatterPlot(title=f"{n} vs {a}", x=wr.Config(f"axes.{a}"), y=wr.SummaryMetric(n))
         for a in numeric_axes
@@ -72,14 +76,6 @@ def build(meta: dict[str, Any], names: list[str], table_text: str) -> Any:
             wr.PanelGrid(runsets=[arms], panels=[wr.MediaBrowser(media_keys=["samples"])]),
         ],
     )
-
-
-def _numeric_axis(meta: dict[str, Any], axis: str) -> bool:
-    try:
-        [float(row["axes"][axis]) for row in meta["rows"]]
-    except (KeyError, TypeError, ValueError):
-        return False
-    return True
 
 
 def publish(
