@@ -34,6 +34,13 @@ def is_rank_zero() -> bool:
     return not _env_int("LOCAL_RANK") and not _env_int("NODE_RANK")
 
 
+def world_size() -> int:
+    """Processes in this torch.distributed job (1 outside one): what trained a stage."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def rank_tag() -> str:
     """`n<node>r<local>`: names a non-zero rank's private folders."""
     return f"n{_env_int('NODE_RANK') or 0}r{_env_int('LOCAL_RANK') or 0}"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import paths, tracking
+from . import distributed, paths, tracking
 from .cache import StageCache
 from .config import Arm, Config, Experiment, stage_keys
 from .config.hashing import digest
@@ -338,6 +338,8 @@ class ExperimentRun(Runner):
         suite = load_suite(self.exp.metrics)
         resolve_features(suite)  # a suite that cannot run here fails before any training
         check_run(self.exp, self.root, self.cache.root)  # data, GPU, writable: before training
+        if not distributed.is_rank_zero():
+            return self.train_with_rank_zero()
         self.root.mkdir(parents=True, exist_ok=True)
         results = []
         total = len(self.exp.arms) * len(self.exp.seeds)
@@ -376,6 +378,17 @@ class ExperimentRun(Runner):
         self.echo("\n" + table(records))
         self.echo(f"\nresults: {self.root / 'results.csv'}")
         return results
+
+    def train_with_rank_zero(self) -> list[ArmResult]:
+        """A non-zero DDP rank: each fit is a collective, so it walks the arms and trains
+        every stage rank 0 trains, but it neither samples, scores nor writes results: those
+        are not sharded across ranks, and repeating them would only compete with rank 0 for
+        the host's CPUs. Stages rank 0 already cached are loaded, not retrained."""
+        for arm in self.exp.arms:
+            for seed in self.exp.seeds:
+                cfg = self.exp.config(arm, seed)
+                self.resolve(cfg, stage_keys(cfg))
+        return []
 
 
 def write_grid(path: Path, samples: Path, n: int) -> Path:

@@ -1,49 +1,54 @@
-"""Lightning DDP: `train.strategy: ddp` on 2 CPU processes trains one micro stage; only rank
-0 writes the stage cache and the W&B run, and the other rank neither waits on the cache's
-lock (rank 0 holds it while both train) nor leaves anything behind."""
+"""Lightning DDP: `python -m harness run` with `train.strategy: ddp` on 2 CPU processes. Every
+stage is trained by both ranks (one collective fit each); only rank 0 writes the stage cache,
+the W&B runs and the results, and only rank 0 samples and scores."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import csv
+import json
 
-from tests.conftest import MICRO, ROOT
+import pytest
 
-# Lightning relaunches the running script for rank 1, so the stage is trained from a script
-# file (not `python -c`): the runner's stage resolution, exactly as `run` uses it.
-SCRIPT = """
-import sys
+from harness.config import load_experiment
+from harness.runner import ExperimentRun, Runner
+from tests.conftest import MICRO, run_cli
 
-from harness.config import load_experiment, stage_keys
-from harness.runner import Runner
-
-exp_file, out, cache, stage = sys.argv[1:5]
-exp = load_experiment(exp_file, sys.argv[5:])
-cfg = exp.config(exp.arms[0], exp.seeds[0])
-keys = {k: (v if k == stage else None) for k, v in stage_keys(cfg).items()}
-Runner(exp, out, cache, progress=False).resolve(cfg, keys)
-print("rank done", keys[stage], flush=True)
-"""
+STAGES = ("clip", "eval_clip", "prior", "decoder", "upsampler1", "upsampler2")
 
 
-def test_ddp_on_two_cpu_processes_writes_one_entry_and_one_wandb_run(tmp_path):
-    script = tmp_path / "train_stage.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    overrides = ["clip.train_steps=4", "train.accelerator=cpu", "train.strategy=ddp",
-                 "train.devices=2"]  # fmt: skip
-    cmd = [sys.executable, str(script), str(MICRO), str(tmp_path / "runs"),
-           str(tmp_path / "cache"), "clip", *overrides]  # fmt: skip
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+def test_run_under_ddp_on_two_cpu_processes(tmp_path):
+    cache = tmp_path / "cache"
+    out = run_cli("run", str(MICRO), "train.accelerator=cpu", "train.strategy=ddp",
+                  "train.devices=2", "--out", str(tmp_path / "runs"), "--no-progress",
+                  env={"HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
+                  cwd=tmp_path, timeout=900)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    # rank 0 returns only once rank 1 has: both trained (two processes, one collective fit)
-    assert out.stdout.count("rank done") == 2, out.stdout
-    assert out.stdout.count("clip") >= 4 and out.stdout.count("training ...") == 2
-    entries = list((tmp_path / "cache" / "clip").iterdir())
-    complete = [p for p in entries if not p.name.startswith(".")]
-    assert len(complete) == 1 and (complete[0] / "cache_meta.json").is_file()
-    assert not [p for p in entries if p.name.startswith(".tmp-")]  # rank 1's copy is gone
-    runs = list(Path(tmp_path / "runs").rglob("offline-run-*"))
-    assert len(runs) == 1 and "wandb-stages" in str(runs[0])
+    for stage in STAGES:  # one entry each, trained by both processes, no rank's leftovers
+        entries = list((cache / stage).iterdir())
+        complete = [p for p in entries if not p.name.startswith(".")]
+        assert len(complete) == 1, (stage, entries)
+        assert not [p for p in entries if p.name.startswith(".tmp-")], (stage, entries)
+        metrics = json.loads((complete[0] / "stage_metrics.json").read_text())
+        assert metrics["world_size"] == 2, (stage, metrics)
+    root = tmp_path / "runs" / "micro"
+    with open(root / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # one row per arm, written once
+    stage_runs = list((root / "wandb-stages").rglob("offline-run-*"))
+    arm_runs = [p for p in root.rglob("offline-run-*") if "wandb-stages" not in str(p)]
+    assert len(stage_runs) == len(STAGES) and len(arm_runs) == 2
+    # the arms share every stage but the prior's kind: rank 0 alone sampled each arm once
+    assert len([p for p in (cache / "samples").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_a_nonzero_rank_trains_but_never_samples_or_writes(micro_cache, tmp_path, monkeypatch):
+    """What rank 1 does once every stage is cached: load them, and nothing else."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+
+    def no_sampling(*_: object) -> None:
+        pytest.fail("a non-zero rank sampled")
+
+    monkeypatch.setattr(Runner, "samples", no_sampling)
+    monkeypatch.setattr(Runner, "variations", no_sampling)
+    exp = load_experiment(MICRO, [])
+    assert ExperimentRun(exp, tmp_path / "runs", micro_cache, progress=False).run() == []
+    assert not (tmp_path / "runs").exists()

@@ -16,6 +16,7 @@ from harness.metrics.clip_score import clip_score, clip_scores
 from harness.metrics.compositional import (
     claim_of,
     parse_caption,
+    recall,
     satisfies,
     targets_as_cells,
 )
@@ -190,6 +191,13 @@ def test_claims_round_trip_and_score_ground_truth():
     assert satisfies(cells, pair)
     cells[3], cells[5] = (1, 2, 1), (0, 0, 0)  # swapped: relation broken
     assert not satisfies(cells, pair)
+    assert recall(cells, pair) == 1.0  # ... but both objects are there
+    cells[5] = (0, 1, 0)  # the circle in the wrong colour
+    assert recall(cells, pair) == 0.5
+    twins = parse_caption("a small red circle above a small red circle")
+    cells[3] = (0, 0, 0)
+    assert recall(cells, twins) == 0.5  # one circle found cannot stand for two
+    assert np.mean([recall(t, c) for t, c in zip(truth, claims, strict=True)]) == 1.0
 
 
 class CountingNet:

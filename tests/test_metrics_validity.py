@@ -80,8 +80,9 @@ def worse(clean: U.Estimate, bad: U.Estimate, higher_is_better: bool) -> bool:
 def test_every_metric_moves_the_right_way(world):
     images, captions = world["images"], world["captions"]
     clean = scores(world, images, captions)
-    assert set(clean) == {"fd_clip", "kd_clip", "clip_score", "compositional_acc"}
+    assert set(clean) == {"fd_clip", "kd_clip", "clip_score", "compositional_acc", "object_recall"}
     assert clean["compositional_acc"].value > 0.3  # the classifier reads real scenes
+    assert clean["object_recall"].value >= clean["compositional_acc"].value  # graded, looser
     blurred = gaussian_blur(images, kernel_size=11, sigma=3.0)
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(images.shape, generator=gen) * 60
@@ -90,14 +91,14 @@ def test_every_metric_moves_the_right_way(world):
         bad = scores(world, corrupt, captions)
         for metric in ("fd_clip", "kd_clip"):
             assert worse(clean[metric], bad[metric], False), (name, metric, clean, bad)
-        for metric in ("clip_score", "compositional_acc"):
+        for metric in ("clip_score", "compositional_acc", "object_recall"):
             assert worse(clean[metric], bad[metric], True), (name, metric, clean, bad)
     perm = np.roll(np.arange(len(captions)), 1)
     shuffled = scores(
         world, images, [captions[i] for i in perm], [world["claims"][i] for i in perm]
     )
     assert shuffled["fd_clip"].value == clean["fd_clip"].value  # images unchanged
-    for metric in ("clip_score", "compositional_acc"):
+    for metric in ("clip_score", "compositional_acc", "object_recall"):
         assert worse(clean[metric], shuffled[metric], True), (metric, clean, shuffled)
 
 

@@ -216,6 +216,29 @@ def test_two_workers_share_one_postgres_study(postgres_url, micro, tmp_path):
     assert [t["state"] for t in json.loads(read.stdout)] == ["COMPLETE"] * 4
 
 
+def test_workers_opening_a_fresh_postgres_database_at_once(postgres_url):
+    """Workers started together on an empty database all create Optuna's tables; PostgreSQL
+    fails all but one of them unless they take turns (it did in CI: pg_type duplicate key)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    fresh = f"race_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {fresh}"))
+    try:
+        url = make_url(postgres_url).set(database=fresh).render_as_string(hide_password=False)
+        code = f"from harness.sweep.storage import open_storage; open_storage({url!r})"
+        procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
+                                  stderr=subprocess.PIPE) for _ in range(4)]  # fmt: skip
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {fresh} WITH (FORCE)"))
+        admin.dispose()
+
+
 def running_trial_of(storage: str, name: str, pid: int, timeout: float) -> int:
     owner = f"{socket.gethostname()}:{pid}"
     deadline = time.time() + timeout

@@ -120,6 +120,21 @@ def test_multi_objective_cannot_prune(capsys, tmp_path):
     assert_one_line(err, str(path), "pruner: Optuna cannot prune a multi-objective study")
 
 
+def test_ddp_base_is_refused_with_the_way_to_scale_out(capsys, tmp_path):
+    path = sweep_file(tmp_path)
+    code, err = run_main(capsys, tmp_path, str(path), "train.strategy=ddp", "train.devices=2")
+    assert code == 2  # its ranks would each join the study and draw their own parameters
+    assert_one_line(err, str(path), "train.devices x train.num_nodes = 2", "--workers K")
+
+
+def test_local_workers_get_a_gpu_each():
+    from harness.sweep.study import worker_gpus
+
+    assert worker_gpus(3, "0,1") == ["0", "1", "0"]
+    assert worker_gpus(2, "GPU-a, GPU-b") == ["GPU-a", "GPU-b"]
+    assert worker_gpus(2, "") == [None, None]  # no GPU: nothing to assign
+
+
 def test_real_entry_point_unreachable_storage(tmp_path):
     """The same contract through `python -m harness` in a subprocess."""
     out, url = tmp_path / "out", "postgresql://postgres@127.0.0.1:1/nowhere"

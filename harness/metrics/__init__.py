@@ -2,7 +2,7 @@
 compositional accuracy, each with a 95% interval; metric suites pick which and how."""
 
 from .clip_score import clip_score, clip_scores
-from .compositional import Claim, cached_classifier, claim_of, compositional_accuracy, parse_caption
+from .compositional import Claim, cached_classifier, claim_of, compositional_scores, parse_caption
 from .diversity import pick_distance, variation_diversity
 from .fid import ClipFeatures, InceptionFeatures, Reference, cached_reference, distances
 from .score import Evaluators, score_folders, score_images
@@ -24,7 +24,7 @@ __all__ = [
     "claim_of",
     "clip_score",
     "clip_scores",
-    "compositional_accuracy",
+    "compositional_scores",
     "difference",
     "differ",
     "distances",

@@ -7,12 +7,17 @@ classifier finds exactly as many objects as the caption lists (captions list eve
 and the objects can be matched one-to-one to the caption's: equal shape, colour and size,
 the stated cell where one is stated, and for the pair the stated relation (shapes.relation:
 the dominant axis between the two cells). Nothing the caption does not state is scored.
+
+That whole-caption test is strict: a small decoder can sit at 0 for every arm. Object recall
+is its graded companion: the share of the caption's objects (shape, colour and size, in any
+cell) found in the sample, matched one-to-one, averaged per sample.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +104,14 @@ def satisfies(cells: np.ndarray, claim: Claim) -> bool:
     return False
 
 
+def recall(cells: np.ndarray, claim: Claim) -> float:
+    """Share of `claim`'s objects whose shape, colour and size the sample shows (any cell);
+    an object found once counts for one stated object only."""
+    found = Counter(f[:3] for f in detected(cells))
+    stated = Counter(o[:3] for o in claim.objects)
+    return sum((found & stated).values()) / len(claim.objects)
+
+
 def cell_targets(attributes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, K, 4) rows -> occupant (N, 9) (0 empty), colour and size (N, 9) (-1 = empty)."""
     n = len(attributes)
@@ -163,7 +176,7 @@ def train_classifier(
     val = build_source(data_cfg, "val")
     val_images = torch.from_numpy(val.images).permute(0, 3, 1, 2)
     metrics = heldout_accuracy(net, val_images, val.attributes)
-    metrics.update(train_steps=steps, final_loss=loss.item())
+    metrics.update(train_steps=steps, final_loss=loss.item(), world_size=1)  # plain torch
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{MODEL_FILE}.tmp"
     torch.save({"state_dict": net.state_dict(), "width": net.width, "hidden": net.hidden}, tmp)
@@ -200,16 +213,22 @@ def cached_classifier(
     return load_classifier(entry.path), entry.path
 
 
-def compositional_accuracy(
+def compositional_scores(
     net: AttributeClassifier,
     images: torch.Tensor,
     claims: list[Claim],
     n_boot: int = U.N_BOOT,
     seed: int = 0,
-) -> U.Estimate:
-    """Share of samples (B, 3, H, W) that show their caption's claim, with a 95% interval."""
+) -> dict[str, U.Estimate]:
+    """compositional_acc (share of samples (B, 3, H, W) that show their whole caption) and
+    object_recall (mean share of each caption's objects shown), each with a 95% interval."""
     if len(images) != len(claims):
         raise ValueError(f"{len(images)} images but {len(claims)} claims")
     cells = net.predict(images).numpy()
-    hits = [satisfies(c, claim) for c, claim in zip(cells, claims, strict=True)]
-    return U.bootstrap_mean(np.array(hits, np.float64), n_boot, seed)
+    pairs = list(zip(cells, claims, strict=True))
+    hits = np.array([satisfies(c, claim) for c, claim in pairs], np.float64)
+    shares = np.array([recall(c, claim) for c, claim in pairs], np.float64)
+    return {
+        "compositional_acc": U.bootstrap_mean(hits, n_boot, seed),
+        "object_recall": U.bootstrap_mean(shares, n_boot, seed),
+    }

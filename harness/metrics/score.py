@@ -26,7 +26,7 @@ from ..errors import HarnessError
 from ..paths import default_cache_dir
 from . import fid
 from .clip_score import clip_score
-from .compositional import Claim, cached_classifier, compositional_accuracy, parse_caption
+from .compositional import Claim, cached_classifier, compositional_scores, parse_caption
 from .diversity import pick_distance, variation_diversity
 from .suite import Suite, resolve_features
 from .uncertainty import Estimate
@@ -93,7 +93,7 @@ def score_images(
             out["clip_score"] = clip_score(model, gen, captions, suite.batch_size, conditioning,
                                            boot, seed)  # fmt: skip
     if "compositional" in suite.metrics and claims is not None and ev.classifier is not None:
-        out["compositional_acc"] = compositional_accuracy(ev.classifier, gen, claims, boot, seed)
+        out |= compositional_scores(ev.classifier, gen, claims, boot, seed)
     if "diversity" in suite.metrics and variations is not None:
         name, dist = pick_distance(ev.clip)
         src, var = at_resolution(variations[0], res), variations[1]

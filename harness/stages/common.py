@@ -19,6 +19,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 
 from ..config import TrainConfig
+from ..distributed import world_size
 from .guards import FiniteLoss
 
 METRICS_FILE = "stage_metrics.json"
@@ -124,9 +125,10 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def write_stage_metrics(out_dir: Path, metrics: dict[str, Any]) -> Path:
-    """The stage's own quality figures, next to its checkpoint."""
+    """The stage's own quality figures, next to its checkpoint, and how many processes
+    trained it (DDP world size; throughput figures depend on it)."""
     path = Path(out_dir) / METRICS_FILE
-    write_json_atomic(path, metrics)
+    write_json_atomic(path, {**metrics, "world_size": metrics.get("world_size", world_size())})
     return path
 
 

@@ -68,7 +68,7 @@ def produced_metrics(suite: Any, cfg: Config) -> list[str]:
     if "clip_score" in suite.metrics:
         out.append("clip_score")
     if "compositional" in suite.metrics and cfg.data.source == "shapes":
-        out.append("compositional_acc")
+        out += ["compositional_acc", "object_recall"]
     if "diversity" in suite.metrics:
         space = "lpips" if lpips_available() else "clip"
         out += [f"diversity_{space}", f"preservation_{space}"]

@@ -101,7 +101,9 @@ def open_storage(url: str, where: str = "--storage") -> Any:
     if file is not None and not file.parent.is_dir():
         raise HarnessError(f"storage {url}: folder {file.parent} not found", where)
     try:
-        with quiet_experimental():
+        # Workers started together on a fresh database would all create Optuna's tables at
+        # once; PostgreSQL then fails all but one (duplicate key in pg_type). One at a time.
+        with StorageLock(url, "schema"), quiet_experimental():
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs(url),
@@ -128,15 +130,16 @@ def retry_callback(storage: Any) -> Any:
         return own or optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
 
-class BudgetLock:
-    """Serialises "count the study's trials, then ask for one" across every worker of a
-    study, so the budget is met exactly: a file lock beside a SQLite / journal file, an
-    advisory lock on PostgreSQL (GET_LOCK on MySQL). A dead holder's lock is released by
-    the kernel / the server. `release` may be called early and again."""
+class StorageLock:
+    """A named lock shared by every worker of one storage, on any host: a file lock beside
+    a SQLite / journal file, an advisory lock on PostgreSQL (GET_LOCK on MySQL). A dead
+    holder's lock is released by the kernel / the server. `release` may be called early
+    and again. Used to create the schema, and to "count the study's trials, then ask for
+    one" (named by the study) so the budget is met exactly."""
 
-    def __init__(self, url: str, study: str) -> None:
-        self.url, self.study = url, study
-        self.key = int.from_bytes(hashlib.sha256(f"harness-sweep:{study}".encode()).digest()[:8],
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.key = int.from_bytes(hashlib.sha256(f"harness-sweep:{name}".encode()).digest()[:8],
                                   "big", signed=True)  # fmt: skip
         self._held: Any = None
         self._engine: Any = None
@@ -145,7 +148,7 @@ class BudgetLock:
     def acquire(self) -> None:
         file = local_file(self.url)
         if file is not None:
-            handle = open(f"{file}.{self.study}.lock", "a+")  # noqa: SIM115 (held until release)
+            handle = open(f"{file}.{self.name}.lock", "a+")  # noqa: SIM115 (held until release)
             fcntl.flock(handle, fcntl.LOCK_EX)
             self._held = ("file", handle)
         elif self.url.startswith(("postgresql", "mysql")):
@@ -188,7 +191,7 @@ class BudgetLock:
             )
         return self._engine
 
-    def __enter__(self) -> BudgetLock:
+    def __enter__(self) -> StorageLock:
         self.acquire()
         return self
 

@@ -23,7 +23,7 @@ from ..errors import HarnessError
 from ..stages.common import write_json_atomic
 from .engines import make_pruner, make_sampler
 from .spec import SweepSpec
-from .storage import BudgetLock, open_storage, quiet_experimental, redact, resolve_url
+from .storage import StorageLock, open_storage, quiet_experimental, redact, resolve_url
 from .trial import TrialSetup
 from .worker import Worker, tally
 
@@ -50,7 +50,7 @@ def open_study(spec: SweepSpec, storage: Any, url: str) -> optuna.Study:
     workers started alike do not draw the same parameters, nor does a resumed worker
     repeat the draws of the run it resumes."""
     directions = [o.direction for o in spec.objectives]
-    with BudgetLock(url, spec.study):
+    with StorageLock(url, spec.study):
         study = optuna.create_study(
             study_name=spec.study,
             storage=storage,
@@ -131,12 +131,29 @@ def spawn_workers(argv: list[str], workers: int, url: str) -> None:
     env = _env_with(str(paths.PROJECT_ROOT)) | {STORAGE_ENV: url}  # not on the command line
     procs = []
     cmd = [sys.executable, "-m", "harness", *argv, "--workers", "1"]
-    for _ in range(workers):
-        procs.append(subprocess.Popen(cmd, env=env))
+    for gpu in worker_gpus(workers, visible_gpus()):
+        own = env if gpu is None else env | {"CUDA_VISIBLE_DEVICES": gpu}
+        procs.append(subprocess.Popen(cmd, env=own))
     codes = [p.wait() for p in procs]
     bad = [c for c in codes if c != 0]
     if bad:
         raise HarnessError(f"{len(bad)} of {workers} workers failed (exit codes {bad})")
+
+
+def visible_gpus() -> str:
+    """This host's GPUs as CUDA_VISIBLE_DEVICES would list them ("" without any)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return os.environ["CUDA_VISIBLE_DEVICES"]
+    import torch
+
+    return ",".join(str(i) for i in range(torch.cuda.device_count()))
+
+
+def worker_gpus(workers: int, visible: str) -> list[str | None]:
+    """Worker k trains on GPU k mod n (each trial is one process on one device), so K
+    workers on an n-GPU host do not all land on the first GPU."""
+    gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    return [gpus[k % len(gpus)] if gpus else None for k in range(workers)]
 
 
 def _env_with(project_root: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Sweep workers: each claims trials of the shared study until its budget is met.
 
 Any number of workers, on any number of hosts, may run against one storage. Under the
-study's budget lock (storage.BudgetLock) a worker re-queues trials whose worker died, counts
+study's budget lock (storage.StorageLock) a worker re-queues trials whose worker died, counts
 the trials that are done, running or queued, and asks Optuna for one more only while that
 count is below the budget; the lock is released as soon as the trial has started. So the
 study ends with exactly `n_trials` complete or pruned trials: a trial that raised is kept as
@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from ..cache import _alive
 from ..errors import HarnessError
-from .storage import BudgetLock, quiet_experimental, retry_callback
+from .storage import StorageLock, quiet_experimental, retry_callback
 from .trial import TrialSetup, label, run_trial
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Worker:
 
     def run(self) -> list[int]:
         """Claim and run trials until the study's budget is met; the trial numbers run."""
-        lock = BudgetLock(self.url, self.study.study_name)
+        lock = StorageLock(self.url, self.study.study_name)
         while True:
             with lock:
                 for n in requeue_dead(self.study):
@@ -115,7 +115,7 @@ class Worker:
                 return self.ran
             time.sleep(POLL_S)  # others are running trials that may yet be re-queued
 
-    def objective(self, lock: BudgetLock) -> Callable[[optuna.Trial], list[float]]:
+    def objective(self, lock: StorageLock) -> Callable[[optuna.Trial], list[float]]:
         def objective(trial: optuna.Trial) -> list[float]:
             lock.release()
             self.ran.append(trial.number)
