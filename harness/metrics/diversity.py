@@ -12,6 +12,7 @@ Intervals bootstrap over sources (variations of one source are not independent).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -66,6 +67,13 @@ def clip_distance(clip: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor
     return dist
 
 
+@functools.cache
+def warn_clip_space() -> None:
+    """Once per process: every arm (or trial) would say it again; the metric's name
+    (`diversity_clip`) records the space in every result."""
+    log.warning("LPIPS weights missing (%s): diversity measured in CLIP space", alexnet_path())
+
+
 def pick_distance(
     clip: torch.nn.Module | None, prefer_lpips: bool = True
 ) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
@@ -75,7 +83,7 @@ def pick_distance(
     if clip is None:
         raise ValueError("no LPIPS weights and no evaluator CLIP: cannot measure diversity")
     if prefer_lpips:
-        log.warning("LPIPS weights missing (%s): diversity measured in CLIP space", alexnet_path())
+        warn_clip_space()
     return "clip", clip_distance(clip)
 
 
