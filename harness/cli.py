@@ -99,8 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_run(exp, args.out / exp.name, args.cache or paths.default_cache_dir())  # in seconds
     from .runner import ExperimentRun
 
-    out = distributed.own_output(args.out)  # under DDP, rank 0 writes the results
-    run = ExperimentRun(exp, out, args.cache, tuple(args.retrain), progress=args.progress)
+    # under DDP every rank runs this; only rank 0 writes (ExperimentRun.train_with_rank_zero)
+    run = ExperimentRun(exp, args.out, args.cache, tuple(args.retrain), progress=args.progress)
     run.run()
     return 0
 

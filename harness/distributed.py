@@ -2,17 +2,16 @@
 
 With `train.strategy: ddp`, Lightning re-runs the whole command once per extra device (the
 script is relaunched with LOCAL_RANK / NODE_RANK set), so every rank walks the same code.
-Only rank 0 may write shared state: the stage cache and the W&B runs. The other ranks still
-train every stage rank 0 trains (each fit is a collective), but into private folders.
+Only rank 0 may write shared state: the stage cache, the W&B runs and the results. The other
+ranks still train every stage rank 0 trains (each fit is a collective), but into private
+folders, and do nothing else.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -86,17 +85,8 @@ def leader_pid() -> int | None:
     return int(value) if value.isdigit() and int(value) != os.getpid() else None
 
 
-def own_output(out: Path) -> Path:
-    """Where this process writes a command's outputs: `out` on rank 0; on any other rank a
-    private temporary folder removed at exit (rank 0 writes the real ones)."""
-    if is_rank_zero():
-        return out
-    private = Path(tempfile.mkdtemp(prefix=f"harness-{rank_tag()}-"))
-    atexit.register(shutil.rmtree, private, True)
-    return private
-
-
 def quiet_followers() -> None:
-    """A non-zero rank repeats rank 0's run: keep its stdout out of the terminal."""
+    """A non-zero rank walks rank 0's command to train with it: keep its stdout out of
+    the terminal."""
     if not is_rank_zero():
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)

@@ -10,16 +10,19 @@ import json
 import pytest
 
 from harness.config import load_experiment
+from harness.errors import HarnessError
 from harness.runner import ExperimentRun, Runner
+from harness.sweep.spec import load_sweep
+from harness.sweep.trial import check_parallel_training
 from tests.conftest import MICRO, run_cli
 
+DDP = ["train.accelerator=cpu", "train.strategy=ddp", "train.devices=2"]
 STAGES = ("clip", "eval_clip", "prior", "decoder", "upsampler1", "upsampler2")
 
 
 def test_run_under_ddp_on_two_cpu_processes(tmp_path):
     cache = tmp_path / "cache"
-    out = run_cli("run", str(MICRO), "train.accelerator=cpu", "train.strategy=ddp",
-                  "train.devices=2", "--out", str(tmp_path / "runs"), "--no-progress",
+    out = run_cli("run", str(MICRO), *DDP, "--out", str(tmp_path / "runs"), "--no-progress",
                   env={"HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
                   cwd=tmp_path, timeout=900)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
@@ -38,6 +41,14 @@ def test_run_under_ddp_on_two_cpu_processes(tmp_path):
     assert len(stage_runs) == len(STAGES) and len(arm_runs) == 2
     # the arms share every stage but the prior's kind: rank 0 alone sampled each arm once
     assert len([p for p in (cache / "samples").iterdir() if not p.name.startswith(".")]) == 2
+    # a sweep of sampling knobs over these DDP-trained stages trains nothing: it may run
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"experiment: {MICRO}\nobjectives: [fd_clip]\n"
+                     "space: {decoder.guidance_scale: {low: 1.0, high: 3.0}}\n")  # fmt: skip
+    spec = load_sweep(sweep, DDP)
+    check_parallel_training(spec, cache)
+    with pytest.raises(HarnessError, match="stage clip"):
+        check_parallel_training(spec, tmp_path / "empty")
 
 
 def test_a_nonzero_rank_trains_but_never_samples_or_writes(micro_cache, tmp_path, monkeypatch):

@@ -120,11 +120,20 @@ def test_multi_objective_cannot_prune(capsys, tmp_path):
     assert_one_line(err, str(path), "pruner: Optuna cannot prune a multi-objective study")
 
 
-def test_ddp_base_is_refused_with_the_way_to_scale_out(capsys, tmp_path):
+def test_ddp_base_that_must_train_is_refused_with_the_way_to_scale_out(capsys, tmp_path):
     path = sweep_file(tmp_path)
-    code, err = run_main(capsys, tmp_path, str(path), "train.strategy=ddp", "train.devices=2")
+    code, err = run_main(capsys, tmp_path, str(path), "train.strategy=ddp", "train.devices=2",
+                         "--cache", str(tmp_path / "cache"))  # fmt: skip
     assert code == 2  # its ranks would each join the study and draw their own parameters
+    assert "stage clip" in err  # nothing trained yet: with every stage cached it may run
     assert_one_line(err, str(path), "train.devices x train.num_nodes = 2", "--workers K")
+
+
+def test_searching_the_device_count_is_refused(capsys, tmp_path):
+    path = sweep_file(tmp_path, space="space:\n  train.devices: {low: 1, high: 2}\n")
+    code, err = run_main(capsys, tmp_path, str(path), "--cache", str(tmp_path / "cache"))
+    assert code == 2
+    assert_one_line(err, str(path), "space.train.devices", "--workers K")
 
 
 def test_local_workers_get_a_gpu_each():

@@ -70,6 +70,10 @@ class SweepSpec:
             )
         return exp, arms[self.arm] if self.arm is not None else exp.arms[0]
 
+    def first_values(self) -> dict[str, Any]:
+        """One point of the space: each parameter's first choice, or its low end."""
+        return {p.path: p.choices[0] if p.choices else p.low for p in self.space}
+
 
 def find_experiment(raw: Any, where: Path) -> Path:
     if not isinstance(raw, str) or not raw:
@@ -141,8 +145,7 @@ def check_against_experiment(spec: SweepSpec) -> None:
         key = parse_override(text)[0]
         if key in swept:
             raise ConfigError(f"overrides: {key} is also in space", where)
-    exp, arm = spec.base(as_overrides({p.path: p.choices[0] if p.choices else p.low
-                                    for p in spec.space}))  # fmt: skip
+    exp, arm = spec.base(as_overrides(spec.first_values()))
     spec.suite = exp.metrics
     cfg = exp.config(arm, exp.seeds[0])
     merged = deep_merge(exp.settings, arm.settings)
@@ -153,22 +156,6 @@ def check_against_experiment(spec: SweepSpec) -> None:
             except ConfigError as err:
                 raise ConfigError(f"space.{p.path}={value}: {err.message}", where) from None
     check_produced(spec.objectives, load_suite(exp.metrics), cfg, where)
-    check_one_process(cfg, swept, where)
-
-
-def check_one_process(cfg: Config, swept: set[str], where: str) -> None:
-    """A trial trains in one process. Under DDP, Lightning relaunches the whole command for
-    each extra rank, and each copy would join the study as a worker of its own, sampling
-    other parameters while sharing the same collective fits."""
-    processes = cfg.train.devices * cfg.train.num_nodes
-    if processes > 1 or swept & {"train.devices", "train.num_nodes"}:
-        raise ConfigError(
-            f"train.devices x train.num_nodes = {processes}: a sweep trains each trial in one "
-            "process (DDP ranks would each join the study and draw their own parameters); "
-            "scale a sweep out with workers instead: --workers K on one host, or one "
-            "`harness sweep` per GPU or host on a shared --storage (set train.devices=1)",
-            where,
-        )
 
 
 def with_budget(spec: SweepSpec, n_trials: int | None) -> SweepSpec:

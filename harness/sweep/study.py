@@ -24,7 +24,7 @@ from ..stages.common import write_json_atomic
 from .engines import make_pruner, make_sampler
 from .spec import SweepSpec
 from .storage import StorageLock, open_storage, quiet_experimental, redact, resolve_url
-from .trial import TrialSetup
+from .trial import TrialSetup, check_parallel_training
 from .worker import Worker, tally
 
 MARKER = "sweep.json"
@@ -93,6 +93,7 @@ def run_sweep(
     url = resolve_url(storage or spec.storage, root)
     suite = load_suite(spec.suite)
     resolve_features(suite)  # a suite that cannot run here stops before the study opens
+    check_parallel_training(spec, cache_dir)  # ... as does DDP training in a trial
     if not (storage or spec.storage):
         root.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     handle = open_storage(url, "--storage" if storage else str(spec.path))

@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Arm, Config, stage_keys
+from ..cache import StageCache
+from ..config import Arm, stage_keys
 from ..errors import HarnessError
+from ..paths import default_cache_dir
 from ..runner import ExperimentRun
 from ..stages.common import fit_hooks
 from .pruning import callbacks_for
@@ -75,7 +77,6 @@ def run_trial(trial: Any, setup: TrialSetup) -> TrialOutcome:
     results = []
     for i, seed in enumerate(exp.seeds):
         cfg = exp.config(trial_arm, seed)
-        check_no_parallel_training(cfg, runner)
         pruning = callbacks_for(trial, cfg, spec.pruner, minimize) if i == 0 else ()
         with fit_hooks(pruning, spec.pruner.val_every if pruning else None):
             results.append(runner.run_one(trial_arm, seed, setup.suite))
@@ -97,16 +98,33 @@ def run_trial(trial: Any, setup: TrialSetup) -> TrialOutcome:
     )
 
 
-def check_no_parallel_training(cfg: Config, runner: ExperimentRun) -> None:
-    """A trial on several devices may only reuse stages: Lightning's DDP relaunches the
-    running command per device, which a sweep worker must not be. Train them with `run`
-    (DDP works there); then a sampling-knob sweep over them trains nothing."""
-    t = cfg.train
-    if t.devices * t.num_nodes <= 1:
-        return
-    missing = [s for s, k in stage_keys(cfg).items() if k and not runner.cache.has(s, k)]
-    if missing:
+def check_parallel_training(spec: SweepSpec, cache_dir: Path | None) -> None:
+    """Before the study opens: on several devices (train.devices x num_nodes > 1) a trial
+    may only reuse stages. Lightning's DDP relaunches the running command per device, and
+    each copy of a sweep worker would join the study and draw its own parameters. Train the
+    stages with `run` (DDP works there); a sweep of sampling knobs over them trains nothing."""
+    swept = sorted({p.path for p in spec.space} & {"train.devices", "train.num_nodes"})
+    if swept:
+        raise HarnessError(f"space.{swept[0]}: a sweep trains each trial in one process; "
+                           "scale out with --workers K instead", str(spec.path))  # fmt: skip
+    exp, arm = spec.base(as_overrides(spec.first_values()))
+    cache = StageCache(Path(cache_dir) if cache_dir else default_cache_dir())
+    trains = [p.path for p in spec.space if not p.sampling]
+    for seed in exp.seeds:
+        cfg = exp.config(arm, seed)
+        processes = cfg.train.devices * cfg.train.num_nodes
+        if processes <= 1:
+            continue
+        missing = [s for s, k in stage_keys(cfg).items() if k and not cache.has(s, k)]
+        if not (trains or missing):
+            continue
+        why = f"space.{trains[0]} retrains stages in every trial" if trains else (
+            f"stage {missing[0]} (seed {seed}) is not in the cache {cache.root}")  # fmt: skip
         raise HarnessError(
-            f"stage {missing[0]} is not in the cache and train.devices x num_nodes = "
-            f"{t.devices * t.num_nodes}: train it first with `python -m harness run` (DDP)"
+            f"train.devices x train.num_nodes = {processes}, but {why}: a sweep worker cannot "
+            "train under DDP (each rank would join the study and draw its own parameters). "
+            "Train the stages first with `python -m harness run` (DDP works there) and sweep "
+            "sampling knobs over them, or scale out with --workers K (one GPU each) or one "
+            "`harness sweep` per host on a shared --storage, at train.devices=1",
+            str(spec.path),
         )
