@@ -16,7 +16,8 @@ from pathlib import Path
 
 from harness.config import load_experiment
 from harness.paths import PROJECT_ROOT
-from harness.stages.clip import train_clip
+from harness.stages.graph import STAGES
+from harness.stages.stage import StageContext
 
 TINY = PROJECT_ROOT / "experiments" / "base" / "tiny.yaml"
 TARGET_TOP1, BUDGET_S = 0.5, 180.0
@@ -36,7 +37,7 @@ def main() -> None:
         if args.only and which != args.only:
             continue
         start = time.perf_counter()
-        train_clip(cfg, which, out / which, progress=False)
+        STAGES[which].train(StageContext(cfg, out / which))
         wall = time.perf_counter() - start
         total += wall
         m = json.loads((out / which / "stage_metrics.json").read_text())

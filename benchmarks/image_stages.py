@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 from harness.config import load_experiment
-from harness.stages.clip import train_clip
-from harness.stages.decoder import train_decoder
-from harness.stages.upsampler import train_upsampler
+from harness.stages.graph import CLIP, DECODER, EVAL_CLIP, UPSAMPLER1, UPSAMPLER2
+from harness.stages.stage import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,18 +42,19 @@ def main() -> None:
     start = time.perf_counter()
     clip = evaluator = None
     if "decoder" in stages:
-        clip = train_clip(cfg, "clip", out / "clip", progress=False)
+        clip = CLIP.train(StageContext(cfg, out / "clip"))
         if not args.no_evaluator:
-            evaluator = train_clip(cfg, "eval_clip", out / "eval_clip", progress=False)
+            evaluator = EVAL_CLIP.train(StageContext(cfg, out / "eval_clip"))
     report["clips_seconds"] = {"wall": round(time.perf_counter() - start, 1)}
     image_start = time.perf_counter()
     for name in stages:
         t0 = time.perf_counter()
         if name == "decoder":
-            train_decoder(cfg, clip, out / "decoder", evaluator, progress=False,
-                          clip_dir=out / "clip")  # fmt: skip
+            inputs = {"clip": clip} | ({"evaluator": evaluator} if evaluator else {})
+            DECODER.train(StageContext(cfg, out / name, inputs, {"clip": out / "clip"}))
         else:
-            train_upsampler(cfg, name, out / name, progress=False)
+            upsampler = {"first": UPSAMPLER1, "second": UPSAMPLER2}[name]
+            upsampler.train(StageContext(cfg, out / name))
         metrics = json.loads((out / name / "stage_metrics.json").read_text())
         report[name] = {"wall_seconds": round(time.perf_counter() - t0, 1), **metrics}
         print(name, json.dumps(report[name], indent=1, sort_keys=True), flush=True)

@@ -21,8 +21,8 @@ import torch
 
 from harness.config import load_experiment
 from harness.embeddings import compute_embeddings
-from harness.stages.clip import load_clip, train_clip
-from harness.stages.prior import train_prior
+from harness.stages.graph import CLIP, PRIOR
+from harness.stages.stage import StageContext
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = (
@@ -53,9 +53,9 @@ def main() -> None:
     clip_dir = args.out / "clip"
     start = time.perf_counter()
     if (clip_dir / "model.pt").is_file():
-        clip = load_clip(clip_dir, base.clip)
+        clip = CLIP.load(StageContext(base), clip_dir)
     else:
-        clip = train_clip(base, "clip", clip_dir, progress=False)
+        clip = CLIP.train(StageContext(base, clip_dir))
     train = compute_embeddings(clip, clip_dir, base.data, "train")
     val = compute_embeddings(clip, clip_dir, base.data, "val")
     print(
@@ -68,7 +68,7 @@ def main() -> None:
         cfg = exp.config(arms[kind], exp.seeds[0])
         stage_dir = args.out / f"prior_{kind}"
         start = time.perf_counter()
-        train_prior(cfg, train, val, stage_dir, progress=False)
+        PRIOR.train(StageContext(cfg, stage_dir, {"clip": clip}, {"clip": clip_dir}))
         metrics = json.loads((stage_dir / "stage_metrics.json").read_text())
         metrics["total_seconds"] = time.perf_counter() - start  # training + val sampling
         rows[kind] = metrics

@@ -6,16 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import distributed, paths
-from .config import STAGES, load_experiment, read_yaml, stage_keys
+from .config import load_experiment, read_yaml
 from .errors import ConfigError, HarnessError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .preflight import check_data, configs_of
+    from .stages.checks import check_experiment  # imports torch: the nets are built on meta
+    from .stages.graph import STAGES, stage_keys
 
     exp = load_experiment(args.file, args.overrides)
+    check_experiment(exp)
     if args.data:  # bring-your-own data: paths, captions, a readable image in each split
         check_data(configs_of(exp))
     rows = []
@@ -234,6 +238,13 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m harness", description="unCLIP research harness: ablations, sweeps, metrics."
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add in (add_validate, add_ls, add_score, add_run, add_report, add_manipulations,
+                add_sweep):  # fmt: skip
+        add(sub)
+    return p
+
+
+def add_validate(sub: Any) -> None:
     v = sub.add_parser(
         "validate",
         help="parse and expand an experiment; print arms and stage hashes; train nothing",
@@ -244,8 +255,15 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--no-data", dest="data", action="store_false",
                    help="skip opening bring-your-own data (a config for elsewhere)")  # fmt: skip
     v.set_defaults(func=cmd_validate)
-    ls = sub.add_parser("ls", help="list experiments, sweeps and metric suites")
-    ls.set_defaults(func=cmd_ls)
+
+
+def add_ls(sub: Any) -> None:
+    sub.add_parser("ls", help="list experiments, sweeps and metric suites").set_defaults(
+        func=cmd_ls
+    )
+
+
+def add_score(sub: Any) -> None:
     sc = sub.add_parser("score", help="score a folder of images against a reference folder")
     sc.add_argument("gen_dir", type=Path, help="generated images")
     sc.add_argument("ref_dir", type=Path, help="reference images")
@@ -255,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--cache", type=Path, help="cache dir (default $HARNESS_CACHE)")
     sc.add_argument("--json", action="store_true", help="machine-readable output")
     sc.set_defaults(func=cmd_score)
+
+
+def add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="train, sample and score every arm of an experiment")
     r.add_argument("file", help="experiment YAML")
     r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.eta=0.5")
@@ -273,10 +294,16 @@ def parser() -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="no progress bars (logs stay)"
     )
     r.set_defaults(func=cmd_run)
+
+
+def add_report(sub: Any) -> None:
     rp = sub.add_parser("report", help="comparison table, plots and sample grids of a run")
     rp.add_argument("run_dir", type=Path, help="OUT/<experiment> (a run) or OUT/<study> (a sweep)")
     rp.add_argument("--storage", help="a sweep's storage URL, when it holds a password")
     rp.set_defaults(func=cmd_report)
+
+
+def add_manipulations(sub: Any) -> None:
     va = sub.add_parser("vary", help="variations of images: DDIM inversion, then eta > 0")
     add_setup_args(va)
     va.add_argument("images", nargs="+", type=Path, help="image files")
@@ -306,6 +333,9 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--steps", type=int, default=5)
     td.add_argument("--out", type=Path, default=Path("textdiff.png"), help="grid PNG")
     td.set_defaults(func=cmd_textdiff)
+
+
+def add_sweep(sub: Any) -> None:
     sw = sub.add_parser("sweep", help="run (or resume, or join) an Optuna study over a config")
     sw.add_argument("file", help="sweep YAML (sweeps/*.yaml)")
     sw.add_argument("overrides", nargs="*", help="dotted overrides for every trial")
@@ -317,7 +347,6 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--cache", type=Path, help="stage cache (default $HARNESS_CACHE)")
     sw.add_argument("--progress", action="store_true", help="show training progress bars")
     sw.set_defaults(func=cmd_sweep)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,19 +1,21 @@
 """Which process of a Lightning DDP job this is.
 
 With `train.strategy: ddp`, Lightning re-runs the whole command once per extra device (the
-script is relaunched with LOCAL_RANK / NODE_RANK set), so every rank walks the same code.
-Only rank 0 may write shared state: the stage cache, the W&B runs and the results. The other
-ranks still train every stage rank 0 trains (each fit is a collective), but into private
-folders, and do nothing else.
+script is relaunched with LOCAL_RANK / NODE_RANK / WORLD_SIZE set), so every rank walks the
+same code. Only rank 0 may write shared state: the stage cache, the W&B runs and the
+results. The other ranks still train every stage rank 0 trains (each fit is a collective),
+but into private folders, and do nothing else. Which rank this is comes from those
+environment variables (and RANK from torchrun or SLURM_PROCID), nothing else.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 LEADER_PID = "HARNESS_DDP_LEADER_PID"  # rank 0's pid, inherited by the ranks it launches
 
@@ -55,28 +57,26 @@ def mark_leader() -> None:
     atexit.register(wait_for_ranks)
 
 
+_launched: list[subprocess.Popen] = []  # rank processes this process's Trainer started
+
+
+def watch_ranks(trainer: Any) -> None:
+    """After a fit: keep the rank processes Lightning's launcher started for it (the
+    command's first DDP fit starts them; later fits join them), for wait_for_ranks."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    for proc in getattr(launcher, "procs", None) or ():
+        if proc not in _launched:
+            _launched.append(proc)
+
+
 def wait_for_ranks(timeout: float = 600.0) -> None:
+    """At rank 0's exit: wait for the ranks it launched, so the command ends with them."""
     deadline = time.monotonic() + timeout
-    while _live_ranks() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-def _live_ranks() -> list[int]:
-    """Running processes that inherited this process's leader mark with LOCAL_RANK > 0."""
-    mark = f"{LEADER_PID}={os.getpid()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit():
-            continue
+    for proc in _launched:
         try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        rank = next((e[len(b"LOCAL_RANK=") :] for e in env if e.startswith(b"LOCAL_RANK=")), b"0")
-        if mark in env and state != "Z" and rank not in (b"", b"0"):
-            found.append(int(entry.name))
-    return found
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return
 
 
 def leader_pid() -> int | None:

@@ -11,21 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .atomic import atomic_write
 from .config import DataConfig
 from .config.hashing import digest, training_fields
 from .data import build_source
-from .stages.clip import ClipStage
 
 log = logging.getLogger(__name__)
+# A stages.clip.ClipStage. Not imported: the stage modules import this module, and the
+# stages package registers the prior kinds, which need it, when first imported.
+ClipStage = Any
 ARRAYS = ("z_i", "z_t", "tokens", "text_enc", "text_mask")
 
 
@@ -118,17 +120,16 @@ def compute_embeddings(
     if (folder / "captions.json").is_file():
         return _load(folder)
     source = build_source(data_cfg, split)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
         _compute_into(clip, source, tmp, batch_size)
-        os.replace(tmp, folder)
+
+    try:
+        atomic_write(folder, write)
     except OSError:
         if not (folder / "captions.json").is_file():  # not a lost race: a real failure
             raise
         log.info("embeddings for %s were written by another process meanwhile", folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("cached %d CLIP embeddings of the %s split in %s", len(source), split, folder)
     return _load(folder)

@@ -18,3 +18,13 @@ class HarnessError(Exception):
 
 class ConfigError(HarnessError):
     """A config file or command-line override is invalid."""
+
+
+class ArgumentError(ValueError):
+    """A module refuses one of its constructor arguments. `arg` names it (as the config
+    field that feeds it, where the builder knows one), so a check that builds the nets from
+    a config can name the config key instead of re-deriving the module's rule."""
+
+    def __init__(self, arg: str, message: str) -> None:
+        self.arg = arg
+        super().__init__(message)

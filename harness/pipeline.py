@@ -3,10 +3,16 @@
 p(x|y) = p(x|z_i, y) p(z_i|y) (Ramesh et al. 2022, eq. 1): the prior samples z_i from the
 caption's CLIP text embedding z_t and token encodings; the decoder inverts CLIP's image
 encoder; the upsamplers raise the resolution.
+
+Each cached entry point declares what it reads (`Pipeline.READS`): the stages whose weights
+and the config paths its output depends on. The runner keys cached samples and variations
+by exactly that (`reads_key`), and tests/test_pipeline_reads.py checks each entry point
+reads nothing it does not declare and that every sampling knob is declared somewhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +20,28 @@ import torch
 from torch import Tensor
 
 from .config import Config
+from .config.hashing import digest, value_at
 from .data.images import resize, to_model
+from .stages.graph import CLIP, DECODER, PRIOR, UPSAMPLERS
 from .stages.prior import sample_z_i
 
 # Fixed-point iterations per inversion step towards the exact inverse of the eta=0 DDIM step
 # (one extra decoder call each). Tiny decoder, 16 px, ddim50: 34.0 dB -> 37.7 dB with 2.
 INVERT_REFINE = 2
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What an entry point's output depends on: stage names (their keys) and dotted config
+    paths (a section covers every field below it)."""
+
+    stages: tuple[str, ...]
+    config: tuple[str, ...]
+
+
+IMAGE_STAGES = (DECODER.name, *(u.name for u in UPSAMPLERS))
+# Sampling knobs no cached entry point reads (each must say why); none today.
+UNUSED_KNOBS: dict[str, str] = {}
 
 
 @dataclass
@@ -29,6 +51,18 @@ class Pipeline:
     prior: Any | None  # PriorStage, or None for the no-prior baselines
     decoder: Any  # DecoderStage
     upsamplers: list[Any] = field(default_factory=list)  # UpsamplerStage, low to high
+
+    READS = {
+        # captions -> images: the prior kind's knobs, the decoder's and the cascade's
+        "generate": Reads(
+            (CLIP.name, PRIOR.name, *IMAGE_STAGES), ("prior", "decoder", "upsamplers")
+        ),
+        # Unguided DDIM over ddim{decoder.steps} at variation_eta: the decoder's guidance
+        # scale, eta and sampler do not reach it, so arms over those share variations.
+        "vary": Reads(
+            (CLIP.name, *IMAGE_STAGES), ("decoder.steps", "upsamplers", "sample.variation_eta")
+        ),
+    }
 
     def prior_z_i(
         self, z_t: Tensor, text_enc: Tensor, text_mask: Tensor, generator: torch.Generator
@@ -58,9 +92,12 @@ class Pipeline:
         )
 
     def upsample(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Run the cascade: (B, 3, r, r) -> (B, 3, R, R) in [-1, 1]."""
-        for up in self.upsamplers:
-            x = up.sample(x, up.cfg.steps, up.cfg.eta, generator=generator)
+        """Run the cascade: (B, 3, r, r) -> (B, 3, R, R) in [-1, 1], each upsampler with
+        the sampling knobs of this config's section (a module is shared by every arm with
+        its stage key, whatever steps and eta those arms sample with)."""
+        sections = [s.recipe.config(self.cfg) for s in UPSAMPLERS if s.enabled(self.cfg)]
+        for up, knobs in zip(self.upsamplers, sections, strict=True):
+            x = up.sample(x, knobs.steps, knobs.eta, generator=generator)
         return x
 
     def generate(
@@ -117,11 +154,24 @@ class Pipeline:
         )
         return self.upsample(low, generator)
 
-    def vary(self, images: Tensor, n: int, eta: float, generator: torch.Generator) -> Tensor:
+    def vary(self, images: Tensor, n: int, eta: float | None, generator: torch.Generator) -> Tensor:
         """n variations of each image: decode its inverted (z_i, x_T) with DDIM at `eta`
-        (eta = 0 reconstructs). -> (B, n, 3, R, R) in [-1, 1]."""
+        (None: sample.variation_eta; 0 reconstructs). -> (B, n, 3, R, R) in [-1, 1]."""
+        eta = self.cfg.sample.variation_eta if eta is None else eta
         z_i, x_t = self.invert(images)
         z = z_i.repeat_interleave(n, dim=0)  # (B n, D)
         noise = x_t.repeat_interleave(n, dim=0)  # (B n, 3, r, r)
         out = self.decode_latent(z, noise, eta, generator)
         return out.reshape(len(images), n, *out.shape[1:])
+
+
+def reads_key(entry: str, cfg: Config, keys: dict[str, str | None], *extra: Any) -> str:
+    """Cache key of an entry point's output: what it declares it reads, plus `extra` (what
+    the caller decides: split, sample count, batch size, seed...)."""
+    reads = Pipeline.READS[entry]
+    values = {p: _plain(value_at(cfg, p)) for p in reads.config}
+    return digest(entry, {s: keys.get(s) for s in reads.stages}, values, *extra)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

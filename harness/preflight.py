@@ -26,12 +26,13 @@ def check_data(configs: list[Config]) -> None:
     seen = set()
     for cfg in configs:
         ident = json.dumps(asdict(cfg.data), sort_keys=True)
-        if cfg.data.source == "shapes" or ident in seen:
+        if ident in seen:
             continue
         seen.add(ident)
-        from .data import check_source  # imports torch: only for bring-your-own data
+        from .data import check_source, source_of  # imports torch: only when checking data
 
-        check_source(cfg.data)
+        if source_of(cfg.data).needs:  # a source that reads the user's files
+            check_source(cfg.data)
 
 
 def check_accelerator(configs: list[Config], where: str) -> None:

@@ -14,15 +14,10 @@ from harness.config import ClipConfig, Config, DataConfig
 from harness.data import build_source
 from harness.embeddings import compute_embeddings
 from harness.errors import HarnessError
-from harness.stages.clip import (
-    ClipStage,
-    load_clip,
-    pretrained_checkpoint,
-    retrieval_top1,
-    train_clip,
-    warmup_cosine,
-)
-from harness.stages.common import seed_all
+from harness.stages.clip import ClipStage, load_clip_dir, pretrained_checkpoint, retrieval_top1
+from harness.stages.common import seed_all, warmup_cosine
+from harness.stages.graph import CLIP, EVAL_CLIP
+from harness.stages.stage import StageContext
 
 TINY_CLIP = ClipConfig(
     image_size=8, embed_dim=16, vision_width=16, vision_layers=1, patch_size=4,
@@ -42,7 +37,7 @@ def trained(tmp_path_factory) -> tuple[Config, Path, ClipStage]:
     torch.set_num_threads(1)
     cfg = tiny_cfg()
     out = tmp_path_factory.mktemp("clip")
-    return cfg, out, train_clip(cfg, "clip", out, progress=False)
+    return cfg, out, CLIP.train(StageContext(cfg, out))
 
 
 def test_contract_of_an_untrained_clip() -> None:
@@ -84,19 +79,24 @@ def test_retrieval_top1_math() -> None:
 
 
 def test_warmup_cosine() -> None:
-    f = warmup_cosine(100)
+    f = warmup_cosine(100, warmup=10, floor=0.0)  # CLIP's schedule
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.5, abs=0.02) and f(100) == pytest.approx(0.0)
+    prior = warmup_cosine(100, warmup=10, floor=0.1)  # the priors': down to 10%
+    assert prior(9) == pytest.approx(1.0) and prior(100) == pytest.approx(0.1)
+    assert prior(55) == pytest.approx(0.55, abs=0.02)
+    constant = warmup_cosine(100)  # the decoder's and the upsamplers'
+    assert {constant(step) for step in range(0, 120, 7)} == {1.0}
 
 
 def test_train_writes_and_load_reads_back(trained) -> None:
     cfg, out, clip = trained
     metrics = json.loads((out / "stage_metrics.json").read_text())
-    assert metrics["train_steps"] == TINY_CLIP.train_steps and metrics["which"] == "clip"
+    assert metrics["train_steps"] == TINY_CLIP.train_steps and metrics["stage"] == "clip"
     assert metrics["retrieval_batch"] == 64 and metrics["retrieval_pairs"] == 64
     assert 0.0 <= metrics["val_t2i_top1"] <= 1.0 and 0.0 <= metrics["val_i2t_top1"] <= 1.0
     assert metrics["final_loss"] == pytest.approx(metrics["final_loss"])  # finite, not NaN
-    loaded = load_clip(out, cfg.clip)
+    loaded = CLIP.load(StageContext(cfg), out)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
@@ -105,18 +105,21 @@ def test_train_writes_and_load_reads_back(trained) -> None:
         initial = ClipStage(cfg.clip).encode_images(images)
         assert not torch.allclose(initial, clip.encode_images(images), atol=1e-3)
     with pytest.raises(HarnessError, match="vision_width"):
-        load_clip(out, replace(cfg.clip, vision_width=32))
+        CLIP.load(StageContext(replace(cfg, clip=replace(cfg.clip, vision_width=32))), out)
 
 
 def test_eval_clip_uses_its_own_config_and_seed(tmp_path: Path) -> None:
     cfg = tiny_cfg()
     cfg.eval.clip = replace(cfg.eval.clip, train_steps=1)
-    clip = train_clip(cfg, "eval_clip", tmp_path, progress=False)
+    clip = EVAL_CLIP.train(StageContext(cfg, tmp_path))
     assert clip.model.visual.transformer.width == 24
     metrics = json.loads((tmp_path / "stage_metrics.json").read_text())
-    assert metrics["which"] == "eval_clip" and metrics["seed"] == cfg.eval.clip_seed
-    with pytest.raises(ValueError):
-        train_clip(cfg, "decoder", tmp_path)
+    assert metrics["stage"] == "eval_clip" and metrics["seed"] == cfg.eval.clip_seed
+    # `score --evaluator DIR`: the folder alone rebuilds it, from the config it recorded
+    again = load_clip_dir(tmp_path)
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(again.encode_images(images), clip.encode_images(images))
 
 
 def test_offline_pretrained_tag_fails_with_the_cache_location(tmp_path, monkeypatch) -> None:

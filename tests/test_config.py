@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.config import Config, load_experiment, stage_keys
+from harness.config import Config, load_experiment
 from harness.errors import ConfigError
+from harness.stages.graph import stage_keys
 from tests.conftest import ROOT
 
 

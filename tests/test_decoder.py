@@ -11,7 +11,9 @@ import torch
 from harness.config import ClipConfig, Config, DecoderConfig
 from harness.errors import HarnessError
 from harness.stages.clip import ClipStage
-from harness.stages.decoder import DecoderStage, load_decoder, train_decoder
+from harness.stages.decoder import DecoderStage
+from harness.stages.graph import DECODER
+from harness.stages.stage import StageContext
 
 TINY = dict(resolution=8, channels=8, channel_mult=[1, 2], attn_resolutions=[4], heads=2,
             text_width=16, text_layers=1, timesteps=50, batch_size=8, steps=3)  # fmt: skip
@@ -84,8 +86,12 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     clip = ClipStage(cfg.clip).eval().requires_grad_(False)  # untrained is enough for wiring
     root = tmp_path_factory.mktemp("decoder")
-    dec = train_decoder(cfg, clip, root / "dec", progress=False, clip_dir=root / "clip")
-    return cfg, clip, dec, root / "dec"
+    ctx = StageContext(cfg, root / "dec", inputs={"clip": clip}, dirs={"clip": root / "clip"})
+    return cfg, clip, DECODER.train(ctx), root / "dec"
+
+
+def load_decoder(out, cfg: Config, clip: ClipStage) -> DecoderStage:
+    return DECODER.load(StageContext(cfg, inputs={"clip": clip}), out)
 
 
 def test_train_decoder_writes_its_artifacts(trained) -> None:
@@ -102,14 +108,16 @@ def test_train_decoder_writes_its_artifacts(trained) -> None:
 
 def test_load_decoder_round_trip(trained) -> None:
     cfg, clip, dec, out = trained
-    loaded = load_decoder(out, cfg, clip.embed_dim)
+    loaded = load_decoder(out, cfg, clip)
     z, noise = torch.randn(2, clip.embed_dim), torch.randn(2, 3, 8, 8)
     caps = ["a red circle in the top", "a blue square in the center"]
     torch.testing.assert_close(dec.sample(z, caps, 1.25, 0.0, 3, noise=noise),
                                loaded.sample(z, caps, 1.25, 0.0, 3, noise=noise))  # fmt: skip
     knobs = replace(cfg, decoder=replace(cfg.decoder, guidance_scale=3.0, steps=7))
-    load_decoder(out, knobs, clip.embed_dim)  # sampling knobs never block loading
+    load_decoder(out, knobs, clip)  # sampling knobs never block loading
     with pytest.raises(HarnessError, match="channels"):
-        load_decoder(out, replace(cfg, decoder=replace(cfg.decoder, channels=16)), 16)
+        load_decoder(out, replace(cfg, decoder=replace(cfg.decoder, channels=16)), clip)
+    with pytest.raises(HarnessError, match="clip_dim"):  # built for another CLIP
+        load_decoder(out, cfg, ClipStage(replace(cfg.clip, embed_dim=8)))
     with pytest.raises(HarnessError, match="missing"):
-        load_decoder(out / "nowhere", cfg, clip.embed_dim)
+        load_decoder(out / "nowhere", cfg, clip)

@@ -32,10 +32,11 @@ def cfg():
 
 def test_training_twice_with_one_seed_gives_identical_weights(cfg, tmp_path) -> None:
     """The upsampler: test_crash.py retrains the CLIP and the decoder, not the upsamplers."""
-    from harness.stages.upsampler import train_upsampler
+    from harness.stages.graph import UPSAMPLER1
+    from harness.stages.stage import StageContext
 
-    first = weights(train_upsampler(cfg, "first", tmp_path / "a", progress=False))
-    again = weights(train_upsampler(cfg, "first", tmp_path / "b", progress=False))
+    first = weights(UPSAMPLER1.train(StageContext(cfg, tmp_path / "a")))
+    again = weights(UPSAMPLER1.train(StageContext(cfg, tmp_path / "b")))
     assert same(first, again)
 
 

@@ -26,7 +26,9 @@ from harness.metrics.compositional import (
 )
 from harness.metrics.score import Evaluators, score_folders, score_images
 from harness.metrics.suite import load_suite, parse_suite
-from harness.stages.clip import load_clip, train_clip
+from harness.stages import graph
+from harness.stages.clip import load_clip_dir
+from harness.stages.stage import StageContext
 from tests.conftest import run_cli
 
 DATA = DataConfig(resolution=32, n_train=1500, n_val=256, n_test=256)
@@ -42,8 +44,8 @@ def world(tmp_path_factory) -> dict:
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("metrics")
     cfg = Config(data=DATA, eval=EvalConfig(clip=EVAL_CLIP))
-    train_clip(cfg, "eval_clip", root / "eval_clip", progress=False)
-    clip = load_clip(root / "eval_clip", EVAL_CLIP)
+    graph.EVAL_CLIP.train(StageContext(cfg, root / "eval_clip"))
+    clip = load_clip_dir(root / "eval_clip")
     classifier, _ = cached_classifier(DATA, root / "cache", steps=CLASSIFIER_STEPS)
     test, val = build_source(DATA, "test"), build_source(DATA, "val")
     return {

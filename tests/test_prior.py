@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import Config
-from harness.stages.prior import (
-    best_of,
-    load_prior,
-    sample_z_i,
-    tensors,
-    text_length,
-    train_prior,
-)
+from harness.errors import HarnessError
+from harness.registry import PRIOR_KINDS
+from harness.stages import stage as stage_module
+from harness.stages.graph import PRIOR
+from harness.stages.prior import best_of, sample_z_i, tensors, text_length
+from harness.stages.stage import StageContext
 
 
 @dataclass
@@ -58,6 +57,19 @@ def make_embeddings(
     return FakeEmbeddings(z_i.numpy(), z_t.numpy(), enc.half().numpy(), mask.numpy())
 
 
+@dataclass
+class FakeClip:
+    """What the prior stage reads of its conditioning CLIP: the embedding shapes."""
+
+    embed_dim: int = 8
+    text_width: int = 8
+    context_length: int = 9  # make_embeddings: 6 caption tokens + 3 padding
+
+
+def prior_context(cfg: Config, out: Path) -> StageContext:
+    return StageContext(cfg, out, inputs={"clip": FakeClip()})
+
+
 def tiny_config(kind: str, steps: int = 120) -> Config:
     cfg = Config()
     p = cfg.prior
@@ -78,8 +90,15 @@ def test_sample_z_i_baselines_need_no_prior() -> None:
     z = sample_z_i(cfg, None, *args)
     torch.testing.assert_close(z, data["z_t"])  # z_t, re-normalised
     cfg.prior.kind = "diffusion"
-    with pytest.raises(ValueError, match="needs a trained diffusion prior"):
+    with pytest.raises(ValueError, match="needs a trained DiffusionPrior"):
         sample_z_i(cfg, None, *args)
+
+
+def test_prior_kinds_are_registered_in_order() -> None:
+    assert PRIOR_KINDS.names()[:4] == ["diffusion", "ar", "caption_only", "text_embedding"]
+    assert [PRIOR_KINDS[k].module is not None for k in PRIOR_KINDS.names()[:4]] == [
+        True, True, False, False,
+    ]  # fmt: skip
 
 
 def test_best_of_keeps_the_candidate_closer_to_z_t() -> None:
@@ -100,18 +119,19 @@ def test_text_is_trimmed_to_the_longest_caption() -> None:
 
 
 def test_load_prior_names_the_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="model.pt"):
-        load_prior(tmp_path, tiny_config("ar"), 8, 8)
+    with pytest.raises(HarnessError, match="model.pt"):
+        PRIOR.load(prior_context(tiny_config("ar"), tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["diffusion", "ar"])
-def test_both_priors_beat_z_t_as_z_i(kind: str, tmp_path: Path) -> None:
+def test_both_priors_beat_z_t_as_z_i(kind: str, tmp_path: Path, monkeypatch) -> None:
     """A short run already lands closer to the true z_i than z_t does (the §5.1 baseline)
     and than the caption-blind mean z_i; the artifact reloads to the same samples."""
     train, val = make_embeddings(1500, seed=0), make_embeddings(200, seed=1)
+    splits = {"train": train, "val": val}  # in place of a CLIP's embeddings of the data
+    monkeypatch.setattr(stage_module, "compute_embeddings", lambda *a: splits[a[3]])
     cfg = tiny_config(kind)
-    stage = train_prior(cfg, train, val, tmp_path, progress=False)
-    import json
+    stage = PRIOR.train(prior_context(cfg, tmp_path))
 
     m = json.loads((tmp_path / "stage_metrics.json").read_text())
     assert m["kind"] == kind and m["n_val"] == 200
@@ -120,7 +140,9 @@ def test_both_priors_beat_z_t_as_z_i(kind: str, tmp_path: Path) -> None:
     # Samples are about as caption-like as the real images are.
     assert abs(m["dot_samples"] - m["dot_real"]) < 0.25, m
 
-    loaded = load_prior(tmp_path, cfg, 8, 8)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["fields"]["kind"] == kind and payload["format"] == 2  # the training fields
+    loaded = PRIOR.load(prior_context(cfg, tmp_path), tmp_path)
     data = tensors(val)
     args = (data["z_t"][:16], data["text_enc"][:16], data["text_mask"][:16])
     a = sample_z_i(cfg, stage, *args, generator=torch.Generator().manual_seed(3))

@@ -12,15 +12,11 @@ import torch
 from harness.config import Config, UpsamplerConfig
 from harness.data.images import resize
 from harness.errors import HarnessError
-from harness.stages.upsampler import (
-    UpsamplerStage,
-    crop_size,
-    input_resolution,
-    load_upsampler,
-    psnr,
-    random_crops,
-    train_upsampler,
-)
+from harness.stages.graph import UPSAMPLER1, UPSAMPLER2
+from harness.stages.stage import StageContext
+from harness.stages.upsampler import UpsamplerStage, crop_size, psnr, random_crops
+
+STAGE = {"first": UPSAMPLER1, "second": UPSAMPLER2}
 
 TINY = dict(resolution=16, channels=8, channel_mult=[1, 2], timesteps=50, batch_size=8,
             steps=3, train_steps=3)  # fmt: skip
@@ -41,13 +37,13 @@ def test_crops_are_aligned_and_sized() -> None:
 
 def test_input_resolution_follows_the_cascade() -> None:
     cfg = Config()
-    assert input_resolution(cfg, "first") == cfg.decoder.resolution
-    assert input_resolution(cfg, "second") == cfg.upsamplers.first.resolution
+    low = {name: s.recipe.low_resolution for name, s in STAGE.items()}
+    assert low["first"](cfg) == cfg.decoder.resolution
+    assert low["second"](cfg) == cfg.upsamplers.first.resolution
     off = replace(cfg, upsamplers=replace(cfg.upsamplers, first=replace(
         cfg.upsamplers.first, enabled=False)))  # fmt: skip
-    assert input_resolution(off, "second") == cfg.decoder.resolution
-    with pytest.raises(ValueError):
-        input_resolution(cfg, "third")
+    assert low["second"](off) == cfg.decoder.resolution
+    assert not UPSAMPLER1.enabled(off) and UPSAMPLER2.enabled(off)
 
 
 def test_untrained_x0_upsampler_returns_bicubic_and_trained_ones_differ() -> None:
@@ -81,17 +77,17 @@ def test_train_and_load(tmp_path, which: str) -> None:
     first = UpsamplerConfig(**TINY, degradation="blur")
     second = UpsamplerConfig(**{**TINY, "resolution": 32}, degradation="bsr")
     cfg.upsamplers = replace(cfg.upsamplers, first=first, second=second)
-    stage = train_upsampler(cfg, which, tmp_path, progress=False)
+    stage = STAGE[which].train(StageContext(cfg, tmp_path))
     m = json.loads((tmp_path / "stage_metrics.json").read_text())
-    assert m["train_steps"] == 3 and m["eval_images"] == 8 and m["which"] == which
+    assert m["train_steps"] == 3 and m["eval_images"] == 8 and m["stage"] == STAGE[which].name
     assert m["psnr_bicubic"] > 10 and math.isfinite(m["psnr"]) and math.isfinite(m["val_loss"])
     assert m["input_resolution"] == {"first": 8, "second": 16}[which]
-    loaded = load_upsampler(tmp_path, cfg, which)
+    loaded = STAGE[which].load(StageContext(cfg), tmp_path)
     low, noise = torch.rand(2, 3, stage.low_resolution, stage.low_resolution), None
     noise = torch.randn(2, 3, stage.cfg.resolution, stage.cfg.resolution)
     torch.testing.assert_close(stage.sample(low, 3, 0.0, noise=noise),
                                loaded.sample(low, 3, 0.0, noise=noise))  # fmt: skip
     other = replace(getattr(cfg.upsamplers, which), channels=16)
     with pytest.raises(HarnessError, match="channels"):
-        load_upsampler(tmp_path, replace(cfg, upsamplers=replace(cfg.upsamplers, **{which: other})),
-                       which)  # fmt: skip
+        changed = replace(cfg, upsamplers=replace(cfg.upsamplers, **{which: other}))
+        STAGE[which].load(StageContext(changed), tmp_path)

@@ -1,7 +1,6 @@
-"""Typed configs, experiment files and stage hashes."""
+"""Typed configs, experiment files, content hashes (stage keys: harness/stages/graph.py)."""
 
 from .experiment import Arm, Experiment, load_experiment, read_yaml
-from .hashing import STAGES, stage_keys
 from .schema import (
     ARPriorConfig,
     ClipConfig,
@@ -27,7 +26,6 @@ __all__ = [
     "EvalConfig",
     "Experiment",
     "PriorConfig",
-    "STAGES",
     "SampleConfig",
     "TrackingConfig",
     "TrainConfig",
@@ -35,5 +33,4 @@ __all__ = [
     "UpsamplersConfig",
     "load_experiment",
     "read_yaml",
-    "stage_keys",
 ]

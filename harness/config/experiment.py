@@ -3,6 +3,8 @@
 name: prior_ablation
 description: AR vs diffusion prior, and the paper's two no-prior baselines
 base: base/tiny.yaml          # path relative to this file; deep merge, this file wins
+plugins: [my_prior.py]        # optional: files (or modules) that register prior kinds or
+                              # data sources, imported before validation (harness/plugins.py)
 metrics: quick                # metrics/quick.yaml
 seeds: [0]
 ablate:                       # product of axes
@@ -24,7 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .. import paths
+from .. import paths, plugins
 from ..errors import ConfigError
 from .schema import SEED_RANGE, Config
 from .validate import (
@@ -38,7 +40,7 @@ from .validate import (
     validate_section,
 )
 
-EXPERIMENT_KEYS = ("name", "description", "base", "metrics", "seeds", "ablate")
+EXPERIMENT_KEYS = ("name", "description", "base", "metrics", "seeds", "ablate", "plugins")
 SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "seed")
 
 
@@ -47,6 +49,7 @@ class Arm:
     label: str  # short and readable: `prior.kind=ar`
     axes: dict[str, Any]  # axis name -> the value shown for it (a coupled value's label)
     settings: dict[str, Any]  # nested config overrides this arm applies
+    origins: dict[str, str] = field(default_factory=dict)  # dotted key -> where it was set
 
     @property
     def slug(self) -> str:
@@ -65,12 +68,22 @@ class Experiment:
     axes: list[str]
     arms: list[Arm]
     overrides: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # resolved paths / module names
 
     def config(self, arm: Arm, seed: int) -> Config:
         cfg = build(Config, deep_merge(self.settings, arm.settings))
         cfg.seed = seed
         check_config(cfg, str(self.path or "<experiment>"))
         return cfg
+
+    def where(self, arm: Arm, dotted: str) -> str:
+        """Where the arm's value of `dotted` was set, for an error message: an axis value,
+        the command line, or the experiment file (which may inherit it from its base)."""
+        if dotted in arm.origins:
+            return arm.origins[dotted]
+        if dotted in {parse_override(o)[0] for o in self.overrides}:
+            return "command line"
+        return str(self.path or "<experiment>")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -113,6 +126,8 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError("file not found", str(path))
     raw = read_yaml(path)
     check_file_keys(raw, str(path))
+    if "plugins" in raw:  # before anything names what they register
+        raw["plugins"] = plugins.load_plugins(raw["plugins"], path.parent, str(path))
     suite = raw.get("metrics")
     if isinstance(suite, str) and suite.endswith((".yaml", ".yml")):  # relative to its file,
         raw["metrics"] = str((path.parent / suite).resolve())  # even when inherited
@@ -132,7 +147,8 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"base: file not found: {base_path}", str(path))
     inherited = load_chain(base_path, (*seen, path))
     inherited.pop("ablate", None)  # axes belong to the file that declares them
-    return deep_merge(inherited, own)
+    used = [*inherited.get("plugins", []), *own.get("plugins", [])]  # a base's stay loaded
+    return deep_merge(inherited, own) | ({"plugins": used} if used else {})
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -166,6 +182,9 @@ def apply_overrides(merged: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, value = parse_override(text)
         if key == "base":  # the chain is already merged: a new base would be silently ignored
             raise ConfigError("base: set it in the file, not on the command line", "command line")
+        if key == "plugins":  # ... as would plugins: the file's are imported by now
+            raise ConfigError(f"plugins: list them in the file or in ${plugins.ENV}, not on "
+                              "the command line", "command line")  # fmt: skip
         if "." not in key and key not in EXPERIMENT_KEYS and key not in SECTIONS:
             options = list(EXPERIMENT_KEYS + SECTIONS)  # `seed=3` would be silently ignored
             raise ConfigError(f"{key}: unknown key{suggest(key, options)}", "command line")
@@ -180,8 +199,8 @@ def apply_overrides(merged: dict[str, Any], overrides: list[str]) -> dict[str, A
     return merged
 
 
-def axis_values(name: str, values: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
-    """One axis -> [(display value, nested settings)]."""
+def axis_values(name: str, values: Any, where: str) -> list[tuple[str, dict[str, Any], str]]:
+    """One axis -> [(display value, nested settings, where the value is written)]."""
     if not isinstance(values, list):
         raise ConfigError(f"ablate.{name}: expected a list of values", where)
     if not values:
@@ -197,10 +216,11 @@ def axis_values(name: str, values: Any, where: str) -> list[tuple[str, dict[str,
             settings: dict[str, Any] = {}
             for key, v in coupled.items():
                 settings = deep_merge(settings, nest(key, check_value(str(key), v, spot)))
-            out.append((str(label) if label is not None else coupled_label(coupled), settings))
+            out.append((str(label) if label is not None else coupled_label(coupled), settings,
+                        spot))  # fmt: skip
         else:
-            out.append((str(value), nest(name, check_value(name, value, spot))))
-    shown = [v for v, _ in out]
+            out.append((str(value), nest(name, check_value(name, value, spot)), spot))
+    shown = [v for v, _, _ in out]
     if len(set(shown)) != len(shown):
         raise ConfigError(f"ablate.{name}: repeated value in {shown}", where)
     return out
@@ -224,12 +244,23 @@ def expand(ablate: Any, where: str) -> tuple[list[str], list[Arm]]:
     arms = []
     for combo in itertools.product(*options):
         settings: dict[str, Any] = {}
-        for _, s in combo:
+        origins: dict[str, str] = {}
+        for _, s, spot in combo:
             settings = deep_merge(settings, s)
-        axes = {n: shown for n, (shown, _) in zip(names, combo, strict=True)}
+            origins |= dict.fromkeys(leaf_keys(s), spot)
+        axes = {n: shown for n, (shown, _, _) in zip(names, combo, strict=True)}
         label = ",".join(v if "=" in v else f"{n}={v}" for n, v in axes.items())
-        arms.append(Arm(label=label, axes=axes, settings=settings))
+        arms.append(Arm(label=label, axes=axes, settings=settings, origins=origins))
     return names, arms
+
+
+def leaf_keys(nested: dict[str, Any], prefix: str = "") -> list[str]:
+    """{"a": {"b": 1}} -> ["a.b"]."""
+    out = []
+    for key, value in nested.items():
+        dotted = f"{prefix}{key}"
+        out += leaf_keys(value, f"{dotted}.") if isinstance(value, dict) else [dotted]
+    return out
 
 
 def check_seeds(seeds: Any, where: str) -> list[int]:
@@ -269,6 +300,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     """Read, merge, validate and expand an experiment file. Raises ConfigError."""
     path = Path(path)
     where = str(path)
+    plugins.load_plugins(plugins.from_env(), Path.cwd(), f"${plugins.ENV}")
     merged = apply_overrides(load_chain(path), list(overrides or []))
     ablate = merged.pop("ablate", None)
     overridden = {parse_override(o)[0] for o in overrides or []}
@@ -288,6 +320,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         axes=axes,
         arms=arms,
         overrides=list(overrides or []),
+        plugins=list(merged.get("plugins", [])),
     )
     for arm in arms:
         experiment.config(arm, experiment.seeds[0])  # cross-field checks for every arm
@@ -311,72 +344,6 @@ def check_config(cfg: Config, where: str) -> None:
             f"{chain[-1][0]} ({chain[-1][1]}) exceeds data.resolution ({cfg.data.resolution})",
             where,
         )
-    if cfg.prior.ar.components > cfg.clip.embed_dim and cfg.prior.kind == "ar":
-        raise ConfigError(
-            f"prior.ar.components ({cfg.prior.ar.components}) exceeds clip.embed_dim "
-            f"({cfg.clip.embed_dim})",
-            where,
-        )
-    if cfg.prior.width % cfg.prior.heads:
-        raise ConfigError("prior.width must be divisible by prior.heads", where)
-    down = 2 ** (len(cfg.decoder.channel_mult) - 1)
-    if not cfg.decoder.channel_mult or cfg.decoder.resolution % down:
-        raise ConfigError(
-            f"decoder.resolution ({cfg.decoder.resolution}) must be divisible by {down} "
-            f"(one halving per decoder.channel_mult level after the first)",
-            where,
-        )
-    check_data_paths(cfg, where)
-    check_heads(cfg, where)
-
-
-def check_data_paths(cfg: Config, where: str) -> None:
-    """A bring-your-own source names its files (whether they hold data: data.check_sources)."""
-    d = cfg.data
-    if d.source != "shapes" and not d.path:
-        raise ConfigError(f"data.path: required when data.source is {d.source}", where)
-    if d.source == "coco" and not d.annotations:
-        raise ConfigError("data.annotations: required when data.source is coco", where)
-
-
-# Attention widths the nets would reject only when a stage starts training (after the stages
-# before it have trained). Head counts as the nets derive them: clip.py (HEAD_WIDTH 32),
-# decoder.py (text encoder: width // 32), nets/unet.py (decoder.heads at each attention).
-CLIP_HEAD_WIDTH = 32
-
-
-def check_heads(cfg: Config, where: str) -> None:
-    for name, clip in (("clip", cfg.clip), ("eval.clip", cfg.eval.clip)):
-        if clip.arch != "custom":
-            continue
-        vision_heads = clip.vision_width // min(CLIP_HEAD_WIDTH, clip.vision_width)
-        for key, width, heads in (
-            ("vision_width", clip.vision_width, vision_heads),
-            ("text_width", clip.text_width, max(1, clip.text_width // CLIP_HEAD_WIDTH)),
-        ):
-            if width % heads:
-                raise ConfigError(
-                    f"{name}.{key} ({width}) must be divisible by its {heads} attention heads "
-                    f"(one per {CLIP_HEAD_WIDTH} channels)",
-                    where,
-                )
-    dec = cfg.decoder
-    text_heads = max(1, dec.text_width // 32)
-    if dec.text_cond and dec.text_width % text_heads:
-        raise ConfigError(
-            f"decoder.text_width ({dec.text_width}) must be divisible by its {text_heads} "
-            f"attention heads (one per 32 channels)",
-            where,
-        )
-    res = dec.resolution
-    attended = [dec.channels * dec.channel_mult[-1]] if dec.attn_resolutions else []  # middle
-    for level, mult in enumerate(dec.channel_mult):
-        if res >> level in dec.attn_resolutions:
-            attended.append(dec.channels * mult)
-    for channels in attended:
-        if channels % dec.heads:
-            raise ConfigError(
-                f"decoder.heads ({dec.heads}) must divide the channels of every attention "
-                f"layer (decoder.channels x channel_mult: {channels})",
-                where,
-            )
+    # Head counts, widths and the prior's PCA size are the nets' own checks, and what a
+    # data source needs is its registry entry's: validation builds every arm's nets on the
+    # meta device and asks the registries (stages/checks.py), so no rule is re-derived here.

@@ -4,7 +4,9 @@ Field metadata drives validation and hashing:
   sampling=True   a sampling-time knob: never part of a training stage's hash, so an
                   ablation over it retrains nothing;
   range=(lo, hi)  inclusive bounds (probabilities use PROB);
-  min=lo          lower bound.
+  min=lo          lower bound;
+  registry=R      a name from the open registry R (harness/registry.py): built-ins and
+                  plugins' entries, checked once they are registered (stages/checks.py).
 Paper values (Ramesh et al. 2022, Table 3 and §2) are noted where our tiny defaults differ.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..registry import DATA_SOURCES, PRIOR_KINDS, Registry
 
 PROB = (0.0, 1.0)
 SEED_RANGE = (0, 2**32 - 1)  # what numpy and Lightning accept
@@ -26,13 +30,18 @@ def bounded(default: Any, **meta: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+def registered(default: str, registry: Registry) -> Any:
+    """A name from an open registry (not a Literal: a plugin file can add names)."""
+    return field(default=default, metadata={"registry": registry})
+
+
 def listed(*values: int) -> Any:
     return field(default_factory=lambda: list(values))
 
 
 @dataclass
 class DataConfig:
-    source: Literal["shapes", "folder", "webdataset", "coco"] = "shapes"
+    source: str = registered("shapes", DATA_SOURCES)  # data/sources.py, or a plugin
     path: str = ""  # folder / shard glob / COCO image dir (unused for shapes)
     annotations: str = ""  # COCO captions json
     resolution: int = bounded(64, min=8)  # finest resolution the cascade produces
@@ -73,7 +82,8 @@ class ARPriorConfig:
 
 @dataclass
 class PriorConfig:
-    kind: Literal["diffusion", "ar", "caption_only", "text_embedding"] = "diffusion"
+    # diffusion | ar | caption_only | text_embedding (stages/prior_kinds.py), or a plugin's
+    kind: str = registered("diffusion", PRIOR_KINDS)
     text_drop: float = bounded(0.1, range=PROB)  # paper 0.1, both priors
     width: int = bounded(64, min=8)
     layers: int = bounded(2, min=1)

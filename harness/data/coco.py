@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
-from . import CaptionedImages, Record, collect
+from .records import CaptionedImages, Record, collect
 
 
 def read_annotations(path: Path) -> tuple[dict[int, str], list[tuple[int, str]]]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
-from . import CaptionedImages, Record, collect
+from .records import CaptionedImages, Record, collect
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
 FILE_KEYS = ("file", "image", "path")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
-from . import CaptionedImages, Record, collect
+from .records import CaptionedImages, Record, collect
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 TEXT_EXT = "txt"

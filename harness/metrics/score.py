@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import ClipConfig, Config, DataConfig
+from ..config import Config, DataConfig
 from ..config.hashing import training_fields
 from ..data import build_source
 from ..data.images import resize, to_model, to_uint8
@@ -164,27 +164,17 @@ def read_captions(path: Path, names: list[str]) -> list[str]:
 
 def load_evaluator(evaluator_dir: Path | None, cache_dir: Path) -> tuple[torch.nn.Module, str]:
     """The evaluator CLIP from a ClipStage dir, or the default one trained into the cache."""
-    from ..stages.clip import MODEL_FILE, load_clip, train_clip
+    from ..cache import StageCache
+    from ..stages.clip import load_clip_dir
+    from ..stages.graph import EVAL_CLIP, stage_keys
+    from ..stages.resolve import Resolver
 
     if evaluator_dir is not None:
-        path = Path(evaluator_dir) / MODEL_FILE
-        if not path.is_file():
-            raise HarnessError(f"no trained CLIP here (missing {MODEL_FILE})", str(evaluator_dir))
-        saved = torch.load(path, map_location="cpu", weights_only=True)["clip_cfg"]
-        return load_clip(Path(evaluator_dir), ClipConfig(**saved)), str(
-            Path(evaluator_dir).resolve()
-        )
-    from ..cache import StageCache
-    from ..config import stage_keys
-
+        return load_clip_dir(Path(evaluator_dir)), str(Path(evaluator_dir).resolve())
     cfg = Config()
-    key = stage_keys(cfg)["eval_clip"]
-
-    def train(tmp: Path) -> None:
-        train_clip(cfg, "eval_clip", tmp, progress=False)
-
-    entry = StageCache(cache_dir).resolve("eval_clip", key, train)
-    return load_clip(entry.path, cfg.eval.clip), key
+    key = stage_keys(cfg)[EVAL_CLIP.name]
+    resolver = Resolver(StageCache(cache_dir), echo=lambda _: None)
+    return resolver.resolve(cfg, {EVAL_CLIP.name: key}).loaded[EVAL_CLIP.name], key
 
 
 def score_folders(

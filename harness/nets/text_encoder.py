@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
+
 PAD_ID = 0  # open_clip pads with 0
 CLIP_VOCAB = 49408  # open_clip's SimpleTokenizer: 512 byte tokens, 48,894 merges, SOT, EOT
 
@@ -33,7 +35,7 @@ class TextEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if width % heads:
-            raise ValueError(f"text width {width} is not divisible by {heads} heads")
+            raise ArgumentError("width", f"width {width} is not divisible by {heads} heads")
         self.context_length, self.width = context_length, width
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)

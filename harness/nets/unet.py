@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from .text_encoder import TextEncoder, token_mask
 
 
@@ -83,7 +84,7 @@ class AttentionBlock(nn.Module):
     def __init__(self, channels: int, heads: int, context_width: int) -> None:
         super().__init__()
         if channels % heads:
-            raise ValueError(f"{channels} channels are not divisible by {heads} heads")
+            raise ArgumentError("heads", f"{channels} channels are not divisible by {heads} heads")
         self.heads = heads
         self.norm = norm(channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
@@ -139,6 +140,49 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class _Blocks:
+    """Builds the UNet's down and up paths (ResBlocks, attention at `attn_resolutions`)."""
+
+    def __init__(self, channels: int, emb_dim: int, heads: int, ctx_w: int, attn_res) -> None:
+        self.channels, self.emb_dim, self.heads, self.ctx_w = channels, emb_dim, heads, ctx_w
+        self.attn_res = attn_res
+
+    def attn(self, ch: int, res: int | None) -> list[nn.Module]:
+        """An attention block at resolution `res` if listed (None: the middle, always)."""
+        if res is None or res in self.attn_res:
+            return [AttentionBlock(ch, self.heads, self.ctx_w)]
+        return []
+
+    def down(self, channel_mult: Sequence[int], num_res_blocks: int, res: int):
+        """-> (stages, skip channels, channels out, resolution out)."""
+        ch, skips, stages = self.channels, [self.channels], nn.ModuleList()
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                stages.append(Stage([ResBlock(ch, self.channels * mult, self.emb_dim)]))
+                ch = self.channels * mult
+                stages[-1].extend(self.attn(ch, res))
+                skips.append(ch)
+            if level < len(channel_mult) - 1:
+                stages.append(Stage([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
+                skips.append(ch)
+                res //= 2
+        return stages, skips, ch, res
+
+    def up(self, channel_mult: Sequence[int], num_res_blocks: int, ch: int, res: int, skips):
+        """-> (stages, channels out); consumes `skips` from the end."""
+        stages = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                stages.append(Stage([ResBlock(ch + skips.pop(), self.channels * mult,
+                                              self.emb_dim)]))  # fmt: skip
+                ch = self.channels * mult
+                stages[-1].extend(self.attn(ch, res))
+                if level > 0 and i == num_res_blocks:
+                    stages[-1].append(Upsample(ch))
+                    res *= 2
+        return stages, ch
+
+
 class UNet(nn.Module):
     """eps/x0/v network for images (B, out_channels, H, W).
 
@@ -172,51 +216,42 @@ class UNet(nn.Module):
         super().__init__()
         if text_encoder is not None and text_encoder.width != context_width:
             raise ValueError("the text encoder's width must equal context_width")
+        if not channel_mult:
+            raise ArgumentError("channel_mult", "needs at least one level")
+        down = 2 ** (len(channel_mult) - 1)
+        if resolution % down:
+            raise ArgumentError("resolution", f"{resolution} px is not divisible by {down} "
+                                "(one halving per channel_mult level after the first)")  # fmt: skip
         self.levels, self.low_channels = len(channel_mult), low_channels
         self.clip_dim, self.clip_tokens, self.context_width = clip_dim, clip_tokens, context_width
         self.text_encoder = text_encoder
         emb_dim = 4 * channels
-        self.time_embed = nn.Sequential(
-            nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
-        conditioned = clip_dim > 0 or text_encoder is not None
-        ctx_w = context_width if conditioned else 0
-        if clip_dim:
-            self.clip_emb = nn.Linear(clip_dim, emb_dim)  # z_i -> added to the timestep emb
-            self.clip_ctx = nn.Linear(clip_dim, clip_tokens * context_width)  # -> extra tokens
-        if conditioned:
-            self.ln_context = nn.LayerNorm(context_width)
-
-        def attn(ch: int, res: int) -> list[nn.Module]:
-            return [AttentionBlock(ch, heads, ctx_w)] if res in attn_resolutions else []
-
-        ch, res = channels, resolution
-        self.input = nn.Conv2d(3 + low_channels, ch, 3, padding=1)
-        skips, self.down = [ch], nn.ModuleList()
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                self.down.append(Stage([ResBlock(ch, channels * mult, emb_dim)]))
-                ch = channels * mult
-                self.down[-1].extend(attn(ch, res))
-                skips.append(ch)
-            if level < len(channel_mult) - 1:
-                self.down.append(Stage([nn.Conv2d(ch, ch, 3, stride=2, padding=1)]))
-                skips.append(ch)
-                res //= 2
-        mid_attn = [AttentionBlock(ch, heads, ctx_w)] if attn_resolutions else []
+        ctx_w = self._conditioning(channels, emb_dim)
+        blocks = _Blocks(channels, emb_dim, heads, ctx_w, attn_resolutions)
+        # Module creation order is the order of the random initial weights: keep it.
+        self.input = nn.Conv2d(3 + low_channels, channels, 3, padding=1)
+        self.down, skips, ch, res = blocks.down(channel_mult, num_res_blocks, resolution)
+        mid_attn = blocks.attn(ch, None) if attn_resolutions else []
         self.middle = Stage([ResBlock(ch, ch, emb_dim), *mid_attn, ResBlock(ch, ch, emb_dim)])
-        self.up = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                self.up.append(Stage([ResBlock(ch + skips.pop(), channels * mult, emb_dim)]))
-                ch = channels * mult
-                self.up[-1].extend(attn(ch, res))
-                if level > 0 and i == num_res_blocks:
-                    self.up[-1].append(Upsample(ch))
-                    res *= 2
+        self.up, ch = blocks.up(channel_mult, num_res_blocks, ch, res, skips)
         self.out = nn.Sequential(
             norm(ch), nn.SiLU(), zero(nn.Conv2d(ch, out_channels, 3, padding=1))
         )
+
+    def _conditioning(self, channels: int, emb_dim: int) -> int:
+        """The timestep embedding and the z_i / caption context layers; returns the width
+        the attention blocks read the context at (0: no context)."""
+        self.time_embed = nn.Sequential(
+            nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        conditioned = self.clip_dim > 0 or self.text_encoder is not None
+        if self.clip_dim:
+            self.clip_emb = nn.Linear(self.clip_dim, emb_dim)  # z_i -> added to the timestep emb
+            # z_i -> clip_tokens extra context tokens
+            self.clip_ctx = nn.Linear(self.clip_dim, self.clip_tokens * self.context_width)
+        if conditioned:
+            self.ln_context = nn.LayerNorm(self.context_width)
+        return self.context_width if conditioned else 0
 
     def context(self, z_i: Tensor | None, tokens: Tensor | None) -> tuple[Tensor, Tensor] | None:
         """[z_i tokens; caption tokens] (B, K + L, Wc) and their mask (B, K + L), or None."""

@@ -8,10 +8,9 @@ own data; a pretrained open_clip model (`arch` + `pretrained` tag or local file)
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,18 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import ClipConfig, Config
+from ..config.hashing import training_fields
 from ..data import build_source
 from ..data.images import resize
-from ..errors import HarnessError
-from .common import make_trainer, seed_all, write_stage_metrics
+from ..errors import ArgumentError, HarnessError
+from .checkpoint import read_checkpoint
+from .common import with_schedule
+from .stage import Fit, FitRun, Recipe, StageContext
 
-MODEL_FILE = "model.pt"
-FORMAT = 1
 HEAD_WIDTH = 32  # small towers: 96 -> 3 heads, 64 -> 2 (open_clip's 64 would give 1 head)
 WARMUP_FRACTION = 0.1  # linear warmup, then cosine decay to 0 (standard for CLIP training)
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP paper: temperature clipped at 100
 RETRIEVAL_BATCH = 64  # issue 3: retrieval among 64 candidates (chance 1/64)
-# Fields that fix the custom architecture; a checkpoint must agree on them to be loaded.
-ARCH_FIELDS = (
-    "arch", "pretrained", "image_size", "embed_dim", "vision_width", "vision_layers",
-    "patch_size", "text_width", "text_layers", "context_length",
-)  # fmt: skip
 
 
 def pretrained_checkpoint(arch: str, pretrained: str) -> str:
@@ -84,6 +79,14 @@ def pretrained_checkpoint(arch: str, pretrained: str) -> str:
 
 
 def _custom_clip(cfg: ClipConfig) -> CLIP:
+    """The small CLIP of `arch: custom`: one attention head per HEAD_WIDTH channels."""
+    vision_heads = cfg.vision_width // min(HEAD_WIDTH, cfg.vision_width)
+    text_heads = max(1, cfg.text_width // HEAD_WIDTH)
+    for arg, width, heads in (("vision_width", cfg.vision_width, vision_heads),
+                              ("text_width", cfg.text_width, text_heads)):  # fmt: skip
+        if width % heads:  # open_clip would fail deep inside torch's attention
+            raise ArgumentError(arg, f"{width} is not divisible by its {heads} attention heads "
+                                f"(one per {HEAD_WIDTH} channels)")  # fmt: skip
     vision = CLIPVisionCfg(
         layers=cfg.vision_layers,
         width=cfg.vision_width,
@@ -94,10 +97,18 @@ def _custom_clip(cfg: ClipConfig) -> CLIP:
     text = CLIPTextCfg(
         context_length=cfg.context_length,
         width=cfg.text_width,
-        heads=max(1, cfg.text_width // HEAD_WIDTH),
+        heads=text_heads,
         layers=cfg.text_layers,
     )
     return CLIP(cfg.embed_dim, vision, text)
+
+
+@functools.cache
+def _tokenizer(arch: str, context_length: int) -> Any:
+    # Reading the BPE merges takes seconds: once per process, not once per module.
+    if arch == "custom":
+        return open_clip.SimpleTokenizer(context_length=context_length)
+    return open_clip.get_tokenizer(arch)
 
 
 def _open_clip_model(cfg: ClipConfig, load_weights: bool) -> tuple[torch.nn.Module, Any, Any]:
@@ -128,10 +139,9 @@ class ClipStage(pl.LightningModule):
         self.cfg = cfg
         if cfg.arch == "custom":
             self.model, mean, std = _custom_clip(cfg), CLIP_MEAN, CLIP_STD
-            self._tokenizer = open_clip.SimpleTokenizer(context_length=cfg.context_length)
         else:
             self.model, mean, std = _open_clip_model(cfg, load_weights)
-            self._tokenizer = open_clip.get_tokenizer(cfg.arch)
+        self._tokenizer = _tokenizer(cfg.arch, cfg.context_length)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.embed_dim = int(self.model.visual.output_dim)
@@ -228,21 +238,8 @@ class ClipStage(pl.LightningModule):
             {"params": no_decay, "weight_decay": 0.0},
         ]
         opt = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(self.total_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def warmup_cosine(total: int, warmup_fraction: float = WARMUP_FRACTION):
-    """LR multiplier: linear warmup over the first steps, then cosine decay to 0."""
-    warmup = max(1, int(total * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+        warmup = max(1, int(self.total_steps * WARMUP_FRACTION))
+        return with_schedule(opt, self.total_steps, warmup, floor=0.0)
 
 
 class _TokenizedPairs(Dataset):
@@ -296,81 +293,47 @@ def encode_source(clip: ClipStage, source: Dataset, batch_size: int = 256):
     return torch.cat(z_i), torch.cat(z_t)
 
 
-def _select(cfg: Config, which: str) -> tuple[ClipConfig, int]:
-    if which == "clip":
-        return cfg.clip, cfg.seed
-    if which == "eval_clip":
-        return cfg.eval.clip, cfg.eval.clip_seed
-    raise ValueError(f"which must be 'clip' or 'eval_clip', got {which!r}")
+class ClipRecipe(Recipe):
+    """A CLIP stage (the conditioning CLIP or the evaluator): trained on the data's train
+    split with the contrastive loss, or pretrained (nothing to train); scored by held-out
+    retrieval. Which one is the graph's business: `section` and `seed` say where its
+    settings are."""
 
+    def key_inputs(self, cfg: Config) -> list[Any]:
+        return [training_fields(cfg.data)]
 
-def train_clip(cfg: Config, which: str, out_dir: Path, progress: bool = True) -> ClipStage:
-    """Train (or load pretrained) one CLIP; write model.pt and stage_metrics.json to out_dir.
+    def build(self, ctx: StageContext, fresh: bool) -> ClipStage:
+        return ClipStage(self.config(ctx.cfg), load_weights=fresh)
 
-    which: "clip" (cfg.clip, seed cfg.seed) or "eval_clip" (cfg.eval.clip, cfg.eval.clip_seed).
-    """
-    clip_cfg, seed = _select(cfg, which)
-    out_dir = Path(out_dir)
-    seed_all(seed)
-    clip = ClipStage(clip_cfg)
-    start, trained_steps = time.perf_counter(), 0
-    loss = float("nan")
-    if not clip_cfg.pretrained and clip_cfg.train_steps > 0:
+    def prepare(self, ctx: StageContext, clip: ClipStage) -> Fit:
+        c, cfg = self.config(ctx.cfg), ctx.cfg
+        if c.pretrained or c.train_steps <= 0:
+            return Fit(steps=0)
         source = build_source(cfg.data, "train")
         pairs = _TokenizedPairs(source, clip.tokenize(source_captions(source)))
         loader = DataLoader(
             pairs,
-            batch_size=min(clip_cfg.batch_size, len(pairs)),
+            batch_size=min(c.batch_size, len(pairs)),
             shuffle=True,
             drop_last=True,
             num_workers=cfg.train.num_workers,
             persistent_workers=cfg.train.num_workers > 0,
         )
-        trainer = make_trainer(cfg.train, clip_cfg.train_steps, progress=progress)
-        trainer.fit(clip, loader)
-        trained_steps = trainer.global_step
-        loss = float(trainer.callback_metrics.get("train/loss", torch.tensor(float("nan"))))
-    seconds = time.perf_counter() - start
-    clip = clip.cpu().eval().requires_grad_(False)
-    z_i, z_t = encode_source(clip, build_source(cfg.data, "val"))
-    metrics = {f"val_{k}" if k.endswith("top1") else f"retrieval_{k}": v
-               for k, v in retrieval_top1(z_i, z_t).items()}  # fmt: skip
-    metrics.update(
-        which=which, seed=seed, train_steps=trained_steps, train_seconds=round(seconds, 2),
-        final_loss=loss, pretrained=clip_cfg.pretrained or None,
-    )  # fmt: skip
-    save_clip(clip, out_dir)
-    write_stage_metrics(out_dir, metrics)
-    return clip
+        return Fit(steps=c.train_steps, train=loader)
+
+    def evaluate(self, ctx: StageContext, clip: ClipStage, run: FitRun) -> dict[str, Any]:
+        clip.requires_grad_(False)
+        z_i, z_t = encode_source(clip, build_source(ctx.cfg.data, "val"))
+        metrics = {f"val_{k}" if k.endswith("top1") else f"retrieval_{k}": v
+                   for k, v in retrieval_top1(z_i, z_t).items()}  # fmt: skip
+        loss = run.logged.get("train/loss", float("nan"))
+        return metrics | {"final_loss": loss, "pretrained": self.config(ctx.cfg).pretrained or None}
 
 
-def save_clip(clip: ClipStage, out_dir: Path) -> Path:
-    """model.pt: the state dict plus the config that rebuilds the module (atomic write)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "clip_cfg": dataclasses.asdict(clip.cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in clip.state_dict().items()},
-    }
-    path = out_dir / MODEL_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_clip(out_dir: Path, clip_cfg: ClipConfig) -> ClipStage:
-    """The CLIP that train_clip wrote to out_dir, in eval mode with frozen weights."""
-    path = Path(out_dir) / MODEL_FILE
-    if not path.is_file():
-        raise HarnessError(f"no trained CLIP here (missing {MODEL_FILE})", str(out_dir))
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    saved = payload["clip_cfg"]
-    wanted = dataclasses.asdict(clip_cfg)
-    differ = [f for f in ARCH_FIELDS if saved.get(f) != wanted.get(f)]
-    if differ:
-        raise HarnessError(f"checkpoint was built with other clip fields: {differ}", str(path))
-    clip = ClipStage(clip_cfg, load_weights=False)  # the weights come from model.pt
+def load_clip_dir(out_dir: Path) -> ClipStage:
+    """Whatever CLIP a stage folder holds (the conditioning one or an evaluator), rebuilt
+    from the config its checkpoint records: `score --evaluator DIR`."""
+    payload = read_checkpoint(out_dir, "CLIP")
+    clip = ClipStage(ClipConfig(**payload["config"]), load_weights=False)
     clip.load_state_dict(payload["state_dict"])
     return clip.eval().requires_grad_(False)

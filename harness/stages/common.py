@@ -1,13 +1,11 @@
-"""What every stage's training shares: the Trainer, seeding, and its metrics file."""
+"""What every stage's training shares: seeding, the Trainer, the LR schedule, the metrics file."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
+import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 
+from ..atomic import write_json_atomic
 from ..config import TrainConfig
 from ..distributed import world_size
 from .guards import FiniteLoss
@@ -74,28 +73,22 @@ def set_threads(train: TrainConfig) -> None:
 
 
 def make_trainer(
-    train: TrainConfig,
-    max_steps: int,
-    *,
-    ema: float | None = None,
-    callbacks: list[Callback] | None = None,
-    logger: Any = False,
-    val_every: int | None = None,
-    progress: bool = True,
+    train: TrainConfig, max_steps: int, *, ema: float | None = None, progress: bool = True
 ) -> pl.Trainer:
-    """A step-budgeted Trainer from the experiment's `train:` section.
+    """A step-budgeted Trainer from the experiment's `train:` section: the one place where a
+    stage's Trainer gets its callbacks, logger and checkpointing (stages.train.train_stage
+    is its only caller).
 
     `ema` adds Lightning's EMA weight averaging: validation and the weights left in the
     module after `fit` are the averaged ones (what the paper samples with).
     """
     set_threads(train)
     quiet_lightning()
-    cbs = list(callbacks or [])
-    cbs.append(FiniteLoss())  # a NaN/inf loss stops the stage, naming the step
+    cbs: list[Callback] = [FiniteLoss()]  # a NaN/inf loss stops the stage, naming the step
     if ema is not None and ema > 0:
         cbs.append(EMAWeightAveraging(decay=ema))
     hooks = active_hooks()
-    val_every = val_every or hooks.val_every
+    val_every = hooks.val_every
     return pl.Trainer(
         accelerator=train.accelerator,
         devices=train.devices,
@@ -104,7 +97,7 @@ def make_trainer(
         precision=train.precision,
         max_steps=max_steps,
         max_epochs=-1,
-        logger=logger,
+        logger=False,  # stage figures go to stage_metrics.json and the stage's W&B run
         callbacks=[*cbs, *hooks.callbacks],
         enable_checkpointing=False,  # the stage cache stores the finished artifact
         enable_model_summary=False,
@@ -116,36 +109,33 @@ def make_trainer(
     )
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def write_stage_metrics(out_dir: Path, metrics: dict[str, Any]) -> Path:
     """The stage's own quality figures, next to its checkpoint, and how many processes
     trained it (DDP world size; throughput figures depend on it)."""
-    path = Path(out_dir) / METRICS_FILE
-    write_json_atomic(path, {**metrics, "world_size": metrics.get("world_size", world_size())})
-    return path
+    payload = {**metrics, "world_size": metrics.get("world_size", world_size())}
+    return write_json_atomic(Path(out_dir) / METRICS_FILE, payload)
 
 
-def fit_timed(
-    module: pl.LightningModule,
-    loader: Any,
-    train: TrainConfig,
-    steps: int,
-    ema: float,
-    progress: bool,
-    val: Any = None,
-) -> tuple[pl.LightningModule, float, int]:
-    """Train `module` for `steps` (EMA weights left in it) -> (module on CPU in eval mode,
-    training seconds, steps taken). `val` (held-out batches for `validation_step`) is only
-    used inside `fit_hooks(val_every=...)`."""
-    trainer = make_trainer(train, steps, ema=ema, progress=progress)
-    start = time.perf_counter()
-    if steps > 0:
-        trainer.fit(module, loader, val if active_hooks().val_every else None)
-    return module.cpu().eval(), time.perf_counter() - start, trainer.global_step
+def warmup_cosine(total: int, warmup: int = 0, floor: float = 1.0) -> Callable[[int], float]:
+    """LR multiplier per optimizer step: linear warmup over `warmup` steps, then a cosine from
+    1 down to `floor` at step `total`. warmup 0 and floor 1 (the defaults): constant.
+
+    The stages' schedules: CLIP warms up over 10% and decays to 0 (standard for CLIP), the
+    priors warm up over min(100, 10%) and decay to 10%, the decoder and upsamplers keep
+    their lr constant."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def with_schedule(
+    opt: torch.optim.Optimizer, total: int, warmup: int = 0, floor: float = 1.0
+) -> dict[str, Any]:
+    """`configure_optimizers`' answer: `opt` stepped by `warmup_cosine` every step."""
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup, floor))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

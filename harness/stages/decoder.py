@@ -8,32 +8,32 @@ probability `clip_drop` (paper 0.1), and the caption by an all-pad caption with 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import open_clip
 import pytorch_lightning as pl
 import torch
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..atomic import atomic_write
 from ..config import Config, DataConfig, DecoderConfig
 from ..config.hashing import training_fields
 from ..data import build_source
-from ..data.images import resize, to_model
+from ..data.images import resize, to_model, to_uint8
 from ..diffusion import GaussianDiffusion, betas_for, guided
-from ..errors import HarnessError
+from ..errors import ArgumentError
 from ..nets.text_encoder import CLIP_VOCAB, TextEncoder
 from ..nets.unet import UNet
-from .common import fit_timed, seed_all, write_stage_metrics
+from .common import with_schedule
+from .stage import Fit, FitRun, Recipe, StageContext, clip_embeddings
 
-MODEL_FILE = "model.pt"
 GRID_FILE, CAPTIONS_FILE = "samples.png", "samples.txt"
-FORMAT = 1
 EVAL_SAMPLES = 64  # held-out images decoded for the matched/shuffled cosine
 VAL_ITEMS = 256  # held-out images in the validation loss
 
@@ -54,42 +54,12 @@ def stage_images(data_cfg: DataConfig, split: str, resolution: int) -> Tensor:
     return torch.cat(out).to(torch.uint8).contiguous()
 
 
-def save_model(out_dir: Path, module: nn.Module, meta: dict[str, Any]) -> Path:
-    """model.pt = meta (what rebuilds the module) + state dict, written atomically."""
-    path = Path(out_dir) / MODEL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, **meta, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_payload(out_dir: Path, what: str, cfg_key: str, wanted: Any) -> dict[str, Any]:
-    """model.pt's dict; HarnessError if missing or trained with other training fields."""
-    path = Path(out_dir) / MODEL_FILE
-    if not path.is_file():
-        raise HarnessError(f"no trained {what} here: {path} is missing (train the stage first)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    saved, want = payload[cfg_key], training_fields(wanted)
-    differ = sorted(k for k in want if saved.get(k) != want[k])
-    if differ:
-        raise HarnessError(
-            f"{what} checkpoint was trained with other values of {differ}", str(path)
-        )
-    return payload
-
-
 def write_grid(
     out_dir: Path, real: Tensor, samples: Tensor, captions: list[str], cols: int = 4, cell: int = 64
 ) -> Path:
     """samples.png: per held-out caption its real image (left) and the decoding of that
     image's z_i (right), the caption below; samples.txt lists the captions in grid order.
     real: uint8 (K, 3, r, r); samples: float (K, 3, r, r) in [-1, 1]."""
-    from PIL import Image, ImageDraw
-
-    from ..data.images import to_uint8
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = torch.cat([real.to(torch.uint8), to_uint8(samples.cpu())], dim=3)  # (K, 3, r, 2r)
@@ -103,20 +73,13 @@ def write_grid(
         grid.paste(Image.fromarray(img.permute(1, 2, 0).numpy()), (x, y))
         lines = textwrap.wrap(caption, 22)[:3]  # ~22 characters fit PIL's default font
         draw.text((x + 2, y + cell + 2), "\n".join(lines), fill="black")
-    for name, write in (
-        (GRID_FILE, lambda p: grid.save(p, format="PNG")),
-        (CAPTIONS_FILE, lambda p: p.write_text("\n".join(captions) + "\n")),
-    ):
-        tmp = out_dir / f".{name}.{os.getpid()}.tmp"
-        write(tmp)
-        os.replace(tmp, out_dir / name)
+    atomic_write(out_dir / GRID_FILE, lambda p: grid.save(p, format="PNG"))
+    atomic_write(out_dir / CAPTIONS_FILE, lambda p: p.write_text("\n".join(captions) + "\n"))
     return out_dir / GRID_FILE
 
 
 @functools.cache
 def _tokenizer() -> Any:
-    import open_clip
-
     return open_clip.SimpleTokenizer()  # reading its BPE merges takes seconds: build once
 
 
@@ -124,8 +87,11 @@ def _tokenizer() -> Any:
 def build_unet(cfg: DecoderConfig, clip_dim: int, context_length: int, vocab_size: int) -> UNet:
     text = None
     if cfg.text_cond:
-        heads = max(1, cfg.text_width // 32)
-        text = TextEncoder(context_length, cfg.text_width, cfg.text_layers, heads, vocab_size)
+        heads = max(1, cfg.text_width // 32)  # one per 32 channels
+        try:
+            text = TextEncoder(context_length, cfg.text_width, cfg.text_layers, heads, vocab_size)
+        except ArgumentError as err:  # its width is decoder.text_width
+            raise ArgumentError("text_width", str(err)) from None
     return UNet(
         channels=cfg.channels, channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
         resolution=cfg.resolution, attn_resolutions=cfg.attn_resolutions, heads=cfg.heads,
@@ -180,8 +146,9 @@ class DecoderStage(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], idx: int) -> None:
         self.log("val/loss", self.validation_loss(batch, idx), batch_size=len(batch[0]))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        return with_schedule(opt, self.cfg.train_steps)  # constant lr
 
     # ------------------------------------------------------------------- sampling
     def tokenize(self, captions: list[str]) -> Tensor:
@@ -240,63 +207,63 @@ class DecoderStage(pl.LightningModule):
         return x.clamp(-1, 1)
 
 
-# -------------------------------------------------------------------------- train / load
-def _embedding_cache(clip_dir: Path | None, out_dir: Path) -> Path:
-    # The CLIP's own directory shares its embedding cache with every other stage; without
-    # it the cache lives beside the decoder (correct, only recomputed once per decoder).
-    return Path(clip_dir) if clip_dir is not None else Path(out_dir) / "clip"
+# -------------------------------------------------------------------------------- stage
+class DecoderRecipe(Recipe):
+    """The decoder stage: trained on the train split's images and their z_i under the
+    conditioning CLIP (input role "clip"); scores its held-out decodings with the evaluator
+    CLIP (role "evaluator"; without one the conditioning CLIP, which flatters it, and the
+    metrics say so) and writes a sample grid (samples.png + samples.txt)."""
+
+    def fields(self, cfg: Config) -> dict[str, Any]:
+        d = cfg.decoder
+        if not d.text_cond:  # no text pathway: its size and drop rate are irrelevant
+            return training_fields(d, drop=("text_width", "text_layers", "text_drop"))
+        return training_fields(d)
+
+    def build(self, ctx: StageContext, fresh: bool) -> DecoderStage:
+        clip = ctx.inputs["clip"]
+        return DecoderStage(ctx.cfg.decoder, clip.embed_dim, clip.context_length)
+
+    def prepare(self, ctx: StageContext, decoder: DecoderStage) -> Fit:
+        cfg, d = ctx.cfg, ctx.cfg.decoder
+        train_emb, val_emb = clip_embeddings(ctx, "train"), clip_embeddings(ctx, "val")
+        train_x = stage_images(cfg.data, "train", d.resolution)
+        val_x = stage_images(cfg.data, "val", d.resolution)
+        train_set, val_set = (
+            _pairs(train_emb, train_x, len(train_x)),
+            _pairs(val_emb, val_x, VAL_ITEMS),
+        )
+        loader = DataLoader(train_set, batch_size=min(d.batch_size, len(train_set)), shuffle=True,
+                            drop_last=True, num_workers=cfg.train.num_workers)  # fmt: skip
+        val = DataLoader(val_set, batch_size=min(d.batch_size, len(val_set)))  # pruning
+        kept = {"val_emb": val_emb, "val_x": val_x, "val_set": val_set}
+        return Fit(steps=d.train_steps, train=loader, val=val, ema=d.ema, kept=kept)
+
+    def evaluate(self, ctx: StageContext, decoder: DecoderStage, run: FitRun) -> dict[str, Any]:
+        with torch.inference_mode():  # once, on the final (EMA) weights
+            val_loss = float(decoder.validation_loss(run.kept["val_set"].tensors))
+        evaluator = ctx.inputs.get("evaluator")
+        metrics = evaluate_decoder(decoder, ctx.cfg, run.kept["val_emb"], run.kept["val_x"],
+                                   evaluator or ctx.inputs["clip"], ctx.out)  # fmt: skip
+        rate = run.steps * ctx.cfg.decoder.batch_size / max(run.seconds, 1e-9)
+        return metrics | {
+            "images_per_second": round(rate, 1),
+            "val_loss": val_loss,
+            "evaluator": "evaluator_clip"
+            if evaluator is not None
+            else "conditioning_clip (biased)",
+        }
+
+    def shape(self, ctx: StageContext) -> dict[str, Any]:
+        clip = ctx.inputs["clip"]
+        return {"clip_dim": clip.embed_dim, "context_length": clip.context_length,
+                "vocab_size": CLIP_VOCAB}  # fmt: skip
 
 
-def train_decoder(
-    cfg: Config,
-    clip: Any,
-    out_dir: Path,
-    evaluator: Any | None = None,
-    progress: bool = True,
-    clip_dir: Path | None = None,
-) -> DecoderStage:
-    """Train the decoder on the train split's images and CLIP z_i; write model.pt,
-    stage_metrics.json and a sample grid (samples.png + samples.txt) into out_dir.
-
-    `evaluator` (the evaluator CLIP) scores held-out decodings; without it the conditioning
-    CLIP scores them, which flatters the decoder (recorded in the metrics).
-    """
-    from ..embeddings import compute_embeddings
-
-    d, out_dir = cfg.decoder, Path(out_dir)
-    seed_all(cfg.seed)
-    cache = _embedding_cache(clip_dir, out_dir)
-    train_emb = compute_embeddings(clip, cache, cfg.data, "train")
-    val_emb = compute_embeddings(clip, cache, cfg.data, "val")
-    train_x = stage_images(cfg.data, "train", d.resolution)
-    val_x = stage_images(cfg.data, "val", d.resolution)
-
-    def tensors(emb: Any, images: Tensor, n: int) -> TensorDataset:
-        z = torch.from_numpy(np.array(emb.z_i[:n], dtype=np.float32))
-        return TensorDataset(images[:n], z, torch.from_numpy(np.array(emb.tokens[:n])))
-
-    train_set, val_set = (
-        tensors(train_emb, train_x, len(train_x)),
-        tensors(val_emb, val_x, VAL_ITEMS),
-    )
-    decoder = DecoderStage(d, clip.embed_dim, clip.context_length)
-    loader = DataLoader(train_set, batch_size=min(d.batch_size, len(train_set)), shuffle=True,
-                        drop_last=True, num_workers=cfg.train.num_workers)  # fmt: skip
-    val_loader = DataLoader(val_set, batch_size=min(d.batch_size, len(val_set)))  # pruning
-    decoder, seconds, taken = fit_timed(decoder, loader, cfg.train, d.train_steps, d.ema, progress,
-                                        val=val_loader)  # fmt: skip
-    with torch.inference_mode():  # once, on the final (EMA) weights
-        val_loss = float(decoder.validation_loss(val_set.tensors))
-    metrics = evaluate_decoder(decoder, cfg, val_emb, val_x, evaluator or clip, out_dir)
-    metrics.update(
-        train_steps=taken, train_seconds=round(seconds, 2),
-        images_per_second=round(taken * d.batch_size / max(seconds, 1e-9), 1),
-        val_loss=val_loss,
-        evaluator="eval_clip" if evaluator is not None else "conditioning_clip (biased)",
-    )  # fmt: skip
-    save_model(out_dir, decoder, _meta(decoder))
-    write_stage_metrics(out_dir, metrics)
-    return decoder
+def _pairs(emb: Any, images: Tensor, n: int) -> TensorDataset:
+    """(uint8 image, z_i, tokens) of the first n items."""
+    z = torch.from_numpy(np.array(emb.z_i[:n], dtype=np.float32))
+    return TensorDataset(images[:n], z, torch.from_numpy(np.array(emb.tokens[:n])))
 
 
 def evaluate_decoder(
@@ -333,25 +300,3 @@ def evaluate_decoder(
         "guidance_scale": d.guidance_scale,
         "sampling_steps": d.steps,
     }
-
-
-def _meta(decoder: DecoderStage) -> dict[str, Any]:
-    return {
-        "decoder_cfg": training_fields(decoder.cfg),
-        "full_cfg": dataclasses.asdict(decoder.cfg),
-        "clip_dim": decoder.clip_dim,
-        "context_length": decoder.context_length,
-        "vocab_size": decoder.vocab_size,
-    }
-
-
-def load_decoder(out_dir: Path, cfg: Config, clip_dim: int) -> DecoderStage:
-    """The decoder train_decoder wrote to out_dir (EMA weights), in eval mode, frozen.
-    Sampling knobs come from `cfg`; the training fields must match the checkpoint's."""
-    payload = load_payload(out_dir, "decoder", "decoder_cfg", cfg.decoder)
-    if payload["clip_dim"] != clip_dim:
-        raise HarnessError(f"decoder was trained on {payload['clip_dim']}-d z_i, not {clip_dim}",
-                           str(out_dir))  # fmt: skip
-    decoder = DecoderStage(cfg.decoder, clip_dim, payload["context_length"], payload["vocab_size"])
-    decoder.load_state_dict(payload["state_dict"])
-    return decoder.eval().requires_grad_(False)

@@ -1,19 +1,18 @@
-"""The prior p(z_i | y) of unCLIP: what the AR and diffusion priors share, and one dispatch.
+"""The prior p(z_i | y) of unCLIP: what the trained priors share, the prior kinds, and the
+prior stage's recipe.
 
-Four `prior.kind`s (Ramesh et al. 2022, §2.1 and §5.1):
+`prior.kind` names an entry of harness.registry.PRIOR_KINDS (Ramesh et al. 2022, §2.1, §5.1;
+the built-ins are registered in stages/prior_kinds.py):
   diffusion       a trained diffusion prior (stages/prior_diffusion.py)
   ar              a trained autoregressive prior over PCA codes (stages/prior_ar.py)
   caption_only    no z_i at all: `sample_z_i` returns None and the decoder uses its null z_i
   text_embedding  z_t fed in place of z_i
+Every kind answers `sample_z_i` the same way; a kind with a `module` is a trained stage.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-import time
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,11 +23,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..config import Config, PriorConfig
-from .common import make_trainer, seed_all, write_stage_metrics
-
-MODEL_FILE = "model.pt"
-TRAINED = ("diffusion", "ar")
-KINDS = ("diffusion", "ar", "caption_only", "text_embedding")
+from ..config.hashing import training_fields
+from ..registry import PRIOR_KINDS
+from .common import with_schedule
+from .stage import Fit, FitRun, Recipe, StageContext, clip_embeddings
 
 
 class Embeddings(Protocol):
@@ -87,10 +85,8 @@ def best_of(candidates: Tensor, z_t: Tensor) -> Tensor:
 
 
 class PriorStage(pl.LightningModule):
-    """Base of the trained priors: data, optimisation, saving. Subclasses add a net, a
+    """Base of the trained priors: data and optimisation. Subclasses add a net, a
     `training_step` and `sample(z_t, text_enc, text_mask, cfg, generator) -> (B, D)`."""
-
-    kind: str = ""
 
     def __init__(self, cfg: PriorConfig, clip_dim: int, text_width: int, context_length: int):
         super().__init__()
@@ -125,15 +121,7 @@ class PriorStage(pl.LightningModule):
         )
         total = max(self.cfg.train_steps, 1)
         warmup = max(1, min(100, total // 10))
-
-        def factor(step: int) -> float:  # linear warmup, then cosine down to 10%
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_schedule(opt, total, warmup, floor=0.1)  # cosine down to 10%
 
     # ------------------------------------------------------------------ artifact
     def extra_state(self) -> dict[str, Any]:
@@ -147,36 +135,101 @@ class PriorStage(pl.LightningModule):
         """Subclass-specific figures for stage_metrics.json (e.g. quantization error)."""
         return {}
 
-    def save(self, out_dir: Path) -> Path:
-        """model.pt: state dict, the shapes to rebuild the net, and subclass extras."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "kind": self.kind,
-            "clip_dim": self.clip_dim,
-            "text_width": self.text_width,
-            "context_length": self.context_length,
-            "prior": dataclasses.asdict(self.cfg),
-            "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
-            "extra": self.extra_state(),
-        }
-        path = out_dir / MODEL_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+
+# ------------------------------------------------------------------------- prior kinds
+class PriorKind:
+    """One way to get z_i for a batch of captions: an entry of PRIOR_KINDS."""
+
+    module: type[PriorStage] | None = None  # the LightningModule it trains (None: nothing)
+    unused: tuple[str, ...] = ()  # prior.* fields it never reads: left out of its key
+
+    def fields(self, p: PriorConfig) -> dict[str, Any]:
+        return training_fields(p, drop=self.unused)
+
+    def sample_z_i(
+        self,
+        p: PriorConfig,
+        prior: PriorStage | None,
+        z_t: Tensor,
+        text_enc: Tensor,
+        text_mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor | None:
+        """(B, D) L2-normalised z_i (None: the decoder's null z_i), with p's sampling knobs.
+        z_t (B, D), text_enc (B, L, Wt), text_mask (B, L) bool, from the conditioning CLIP."""
+        raise NotImplementedError
 
 
-def _stage_class(kind: str) -> type[PriorStage]:
-    if kind == "diffusion":
-        from .prior_diffusion import DiffusionPrior
+class TrainedPrior(PriorKind):
+    """A kind whose z_i come from a trained PriorStage subclass's `sample`."""
 
-        return DiffusionPrior
-    if kind == "ar":
-        from .prior_ar import ARPrior
+    def __init__(self, module: type[PriorStage], unused: tuple[str, ...] = ()) -> None:
+        self.module, self.unused = module, unused
 
-        return ARPrior
-    raise ValueError(f"prior.kind {kind!r} has no trained prior (trained kinds: {TRAINED})")
+    def sample_z_i(
+        self,
+        p: PriorConfig,
+        prior: PriorStage | None,
+        z_t: Tensor,
+        text_enc: Tensor,
+        text_mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor | None:
+        if not isinstance(prior, self.module):
+            got = None if prior is None else type(prior).__name__
+            raise ValueError(f"prior.kind needs a trained {self.module.__name__}, got {got}")
+        n = text_length(text_mask.cpu())
+        dev = prior.device
+        with torch.no_grad():
+            z = prior.sample(z_t.to(dev).float(), text_enc[:, :n].to(dev).float(),
+                             text_mask[:, :n].to(dev).bool(), p, generator=generator)  # fmt: skip
+        return F.normalize(z, dim=-1)
+
+
+class CaptionOnly(PriorKind):
+    """§5.1 baseline: no z_i at all; the decoder decodes its null z_i and the caption."""
+
+    def sample_z_i(
+        self,
+        p: PriorConfig,
+        prior: PriorStage | None,
+        z_t: Tensor,
+        text_enc: Tensor,
+        text_mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor | None:
+        return None
+
+
+class TextEmbedding(PriorKind):
+    """§5.1 baseline: the caption's CLIP text embedding z_t fed in place of z_i."""
+
+    def sample_z_i(
+        self,
+        p: PriorConfig,
+        prior: PriorStage | None,
+        z_t: Tensor,
+        text_enc: Tensor,
+        text_mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor | None:
+        return F.normalize(z_t.float(), dim=-1)
+
+
+def kind_of(cfg: Config) -> PriorKind:
+    return PRIOR_KINDS.get(cfg.prior.kind, "prior.kind")
+
+
+def sample_z_i(
+    cfg: Config,
+    prior: PriorStage | None,
+    z_t: Tensor,
+    text_enc: Tensor,
+    text_mask: Tensor,
+    generator: torch.Generator | None = None,
+) -> Tensor | None:
+    """z_i for a batch of captions under `cfg.prior.kind` (see PriorKind.sample_z_i)."""
+    return kind_of(cfg).sample_z_i(cfg.prior, prior, z_t, text_enc, text_mask, generator)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -214,88 +267,42 @@ def evaluate_prior(
     return out
 
 
-# --------------------------------------------------------------------- dispatch
-def train_prior(
-    cfg: Config, train: Embeddings, val: Embeddings, out_dir: Path, progress: bool = True
-) -> PriorStage:
-    """Train the prior `cfg.prior.kind` ("diffusion" | "ar") on `train`, score it on `val`,
-    and write model.pt + stage_metrics.json into `out_dir`."""
-    seed_all(cfg.seed)
-    clip_dim, context = int(train.z_i.shape[1]), int(train.text_enc.shape[1])
-    stage = _stage_class(cfg.prior.kind)(cfg.prior, clip_dim, int(train.text_enc.shape[2]), context)
-    stage.set_train_data(train, cfg.seed)
-    start = time.perf_counter()
-    if cfg.prior.train_steps > 0:
-        trainer = make_trainer(
-            cfg.train, cfg.prior.train_steps, ema=cfg.prior.ema, progress=progress
-        )
-        trainer.fit(stage)
-    seconds = time.perf_counter() - start
-    stage.train_data = None  # do not keep the split alive with the module
-    stage.eval()
-    metrics = {
-        "kind": stage.kind,
-        "train_seconds": seconds,
-        "train_steps": cfg.prior.train_steps,
-        "final_loss": stage.loss_avg,
-        **evaluate_prior(stage, cfg, train, val),
-    }
-    metrics.update(stage.eval_metrics(val))
-    stage.save(out_dir)
-    write_stage_metrics(out_dir, metrics)
-    return stage
+# ------------------------------------------------------------------------ the stage
+class PriorRecipe(Recipe):
+    """The prior stage: trained when `prior.kind` names a kind with a module, on the
+    conditioning CLIP's embeddings of the train split (input role "clip")."""
 
+    def enabled(self, cfg: Config) -> bool:
+        return kind_of(cfg).module is not None
 
-def load_prior(out_dir: Path, cfg: Config, clip_dim: int, text_width: int) -> PriorStage:
-    """The prior trained into `out_dir`, in eval mode; its net is rebuilt from `cfg.prior`."""
-    path = Path(out_dir) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no trained prior at {path}: train it with train_prior first")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload["kind"] != cfg.prior.kind:
-        raise ValueError(f"{path} holds a {payload['kind']!r} prior, cfg asks {cfg.prior.kind!r}")
-    if (payload["clip_dim"], payload["text_width"]) != (clip_dim, text_width):
-        raise ValueError(
-            f"{path} was trained for CLIP dim {payload['clip_dim']} / text width "
-            f"{payload['text_width']}, not {clip_dim} / {text_width}"
-        )
-    stage = _stage_class(cfg.prior.kind)(cfg.prior, clip_dim, text_width, payload["context_length"])
-    stage.load_extra_state(payload["extra"])
-    stage.load_state_dict(payload["state_dict"])
-    return stage.eval().requires_grad_(False)
+    def fields(self, cfg: Config) -> dict[str, Any]:
+        return kind_of(cfg).fields(cfg.prior)
 
+    def build(self, ctx: StageContext, fresh: bool) -> PriorStage:
+        module, clip = kind_of(ctx.cfg).module, ctx.inputs["clip"]
+        if module is None:
+            raise ValueError(f"prior.kind {ctx.cfg.prior.kind!r} trains nothing")
+        return module(ctx.cfg.prior, clip.embed_dim, clip.text_width, clip.context_length)
 
-def sample_z_i(
-    cfg: Config,
-    prior: PriorStage | None,
-    z_t: Tensor,
-    text_enc: Tensor,
-    text_mask: Tensor,
-    generator: torch.Generator | None = None,
-) -> Tensor | None:
-    """z_i for a batch of captions under `cfg.prior.kind`, with the sampling knobs of
-    `cfg.prior`: (B, D) L2-normalised, or None for caption_only (the decoder's null z_i).
+    def prepare(self, ctx: StageContext, stage: PriorStage) -> Fit:
+        train, val = clip_embeddings(ctx, "train"), clip_embeddings(ctx, "val")
+        stage.set_train_data(train, ctx.cfg.seed)
+        p = ctx.cfg.prior  # batches: the module's own train_dataloader
+        return Fit(steps=p.train_steps, ema=p.ema, kept={"train": train, "val": val})
 
-    z_t (B, D), text_enc (B, L, Wt), text_mask (B, L) bool, from the conditioning CLIP.
-    """
-    kind = cfg.prior.kind
-    if kind == "caption_only":
-        return None
-    if kind == "text_embedding":
-        return F.normalize(z_t.float(), dim=-1)
-    if kind not in TRAINED:
-        raise ValueError(f"unknown prior.kind {kind!r}; expected one of {KINDS}")
-    if prior is None or prior.kind != kind:
-        got = None if prior is None else prior.kind
-        raise ValueError(f"prior.kind {kind!r} needs a trained {kind} prior, got {got}")
-    n = text_length(text_mask.cpu())
-    dev = prior.device
-    with torch.no_grad():
-        z = prior.sample(
-            z_t.to(dev).float(),
-            text_enc[:, :n].to(dev).float(),
-            text_mask[:, :n].to(dev).bool(),
-            cfg.prior,
-            generator=generator,
-        )
-    return F.normalize(z, dim=-1)
+    def evaluate(self, ctx: StageContext, stage: PriorStage, run: FitRun) -> dict[str, Any]:
+        stage.train_data = None  # do not keep the split alive with the module
+        train, val = run.kept["train"], run.kept["val"]
+        metrics = {"kind": ctx.cfg.prior.kind, "final_loss": stage.loss_avg}
+        return metrics | evaluate_prior(stage, ctx.cfg, train, val) | stage.eval_metrics(val)
+
+    def shape(self, ctx: StageContext) -> dict[str, Any]:
+        clip = ctx.inputs["clip"]
+        return {"clip_dim": clip.embed_dim, "text_width": clip.text_width,
+                "context_length": clip.context_length}  # fmt: skip
+
+    def extra(self, stage: PriorStage) -> dict[str, Any]:
+        return stage.extra_state()
+
+    def restore(self, stage: PriorStage, extra: dict[str, Any]) -> None:
+        stage.load_extra_state(extra)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import PriorConfig
+from ..errors import ArgumentError
 from ..nets.prior_transformer import ARPriorNet
 from .prior import Embeddings, PriorStage
 
@@ -160,11 +161,12 @@ def draw_dot(
 
 
 class ARPrior(PriorStage):
-    kind = "ar"
-
     def __init__(self, cfg: PriorConfig, clip_dim: int, text_width: int, context_length: int):
         super().__init__(cfg, clip_dim, text_width, context_length)
-        self.n_components = min(cfg.ar.components, clip_dim)
+        if cfg.ar.components > clip_dim:  # PCA of D-dim z_i has at most D components
+            raise ArgumentError("ar.components", f"{cfg.ar.components} PCA components exceed "
+                                f"the CLIP's {clip_dim} dimensions (clip.embed_dim)")  # fmt: skip
+        self.n_components = cfg.ar.components
         self.net = ARPriorNet(
             clip_dim,
             text_width,

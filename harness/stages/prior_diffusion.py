@@ -23,8 +23,6 @@ from .prior import PriorStage, best_of
 
 
 class DiffusionPrior(PriorStage):
-    kind = "diffusion"
-
     def __init__(self, cfg: PriorConfig, clip_dim: int, text_width: int, context_length: int):
         super().__init__(cfg, clip_dim, text_width, context_length)
         self.net = DiffusionPriorNet(

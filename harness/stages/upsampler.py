@@ -15,8 +15,6 @@ regions are then exactly the conditioning image instead of a re-synthesised copy
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -25,16 +23,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..config import Config, UpsamplerConfig
-from ..config.hashing import training_fields
+from ..config.hashing import training_fields, value_at
 from ..data.images import resize, to_model, to_uint8
 from ..degradations import degrade
 from ..diffusion import GaussianDiffusion, betas_for
-from ..errors import HarnessError
 from ..nets.unet import UNet
-from .common import fit_timed, seed_all, write_stage_metrics
-from .decoder import load_payload, save_model, stage_images
+from .common import with_schedule
+from .decoder import stage_images
+from .stage import Fit, FitRun, Recipe, StageContext
 
-WHICH = ("first", "second")
 EVAL_IMAGES = 64  # held-out images upsampled for the PSNR comparison
 VAL_ITEMS = 64
 # Pixels per sampling chunk. On CPU the per-image cost of a forward at 64 px rises ~1.8x
@@ -42,16 +39,6 @@ VAL_ITEMS = 64
 # one thread here), so whole images go through the net in chunks of at most 2^16 pixels
 # (64 images at 32 px, 16 at 64 px).
 CHUNK_PIXELS = 2**16
-
-
-def input_resolution(cfg: Config, which: str) -> int:
-    """The previous stage's output size: the decoder's for `first`, else the first's
-    (or the decoder's when the first upsampler is disabled)."""
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    if which == "second" and cfg.upsamplers.first.enabled:
-        return cfg.upsamplers.first.resolution
-    return cfg.decoder.resolution
 
 
 def crop_size(cfg: UpsamplerConfig, multiple: int) -> int:
@@ -119,8 +106,9 @@ class UpsamplerStage(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor], idx: int) -> None:
         self.log("val/loss", self.validation_loss(batch[0], idx), batch_size=len(batch[0]))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        return with_schedule(opt, self.cfg.train_steps)  # constant lr
 
     @torch.inference_mode()
     def sample(
@@ -173,53 +161,51 @@ def evaluate_upsampler(up: UpsamplerStage, images: Tensor, seed: int) -> dict[st
     }  # fmt: skip
 
 
-def train_upsampler(
-    cfg: Config, which: str, out_dir: Path, progress: bool = True
-) -> UpsamplerStage:
-    """Train cfg.upsamplers.<which> on random crops of the train split; write model.pt and
-    stage_metrics.json (PSNR vs bicubic on held-out val images) into out_dir."""
-    up_cfg, low_res = getattr(cfg.upsamplers, which), input_resolution(cfg, which)
-    out_dir = Path(out_dir)
-    seed_all(cfg.seed)
-    train_x = stage_images(cfg.data, "train", up_cfg.resolution)
-    val_x = stage_images(cfg.data, "val", up_cfg.resolution)
-    stage = UpsamplerStage(up_cfg, low_res)
-    loader = DataLoader(
-        TensorDataset(train_x),
-        batch_size=min(up_cfg.batch_size, len(train_x)),
-        shuffle=True,
-        drop_last=True,
-        num_workers=cfg.train.num_workers,
-    )
-    val = DataLoader(TensorDataset(val_x[:VAL_ITEMS]), batch_size=up_cfg.batch_size)  # pruning
-    stage, seconds, taken = fit_timed(
-        stage, loader, cfg.train, up_cfg.train_steps, up_cfg.ema, progress, val=val
-    )
-    with torch.inference_mode():  # once, on the final (EMA) weights
-        val_loss = float(stage.validation_loss(val_x[:VAL_ITEMS]))
-    metrics = evaluate_upsampler(stage, val_x[:EVAL_IMAGES], cfg.seed)
-    metrics.update(
-        which=which, input_resolution=low_res, resolution=up_cfg.resolution, crop=stage.crop,
-        train_steps=taken, train_seconds=round(seconds, 2),
-        val_loss=val_loss,
-    )  # fmt: skip
-    meta = {"upsampler_cfg": training_fields(up_cfg), "full_cfg": dataclasses.asdict(up_cfg),
-            "low_resolution": low_res}  # fmt: skip
-    save_model(out_dir, stage, meta)
-    write_stage_metrics(out_dir, metrics)
-    return stage
+class UpsamplerRecipe(Recipe):
+    """One upsampler of the cascade (config `section`): trained on random crops of the train
+    split, its input the output of the nearest enabled section in `below` (low to high:
+    the decoder, then the upsamplers before it); scored by PSNR against bicubic."""
 
+    def __init__(self, section: str, below: tuple[str, ...]) -> None:
+        super().__init__(section)
+        self.below = below
 
-def load_upsampler(out_dir: Path, cfg: Config, which: str) -> UpsamplerStage:
-    """The upsampler train_upsampler wrote to out_dir (EMA weights), eval mode, frozen."""
-    up_cfg = getattr(cfg.upsamplers, which)
-    payload = load_payload(out_dir, f"{which} upsampler", "upsampler_cfg", up_cfg)
-    if payload["low_resolution"] != input_resolution(cfg, which):
-        raise HarnessError(
-            f"{which} upsampler was trained on {payload['low_resolution']} px "
-            f"inputs, not {input_resolution(cfg, which)} px",
-            str(out_dir),
+    def enabled(self, cfg: Config) -> bool:
+        return self.config(cfg).enabled
+
+    def low_resolution(self, cfg: Config) -> int:
+        """The previous stage's output size."""
+        before = [value_at(cfg, s) for s in self.below]
+        return [c for c in before if getattr(c, "enabled", True)][-1].resolution
+
+    def key_inputs(self, cfg: Config) -> list[Any]:
+        return [training_fields(cfg.data), self.low_resolution(cfg)]
+
+    def build(self, ctx: StageContext, fresh: bool) -> UpsamplerStage:
+        return UpsamplerStage(self.config(ctx.cfg), self.low_resolution(ctx.cfg))
+
+    def prepare(self, ctx: StageContext, stage: UpsamplerStage) -> Fit:
+        cfg, up = ctx.cfg, self.config(ctx.cfg)
+        train_x = stage_images(cfg.data, "train", up.resolution)
+        val_x = stage_images(cfg.data, "val", up.resolution)
+        loader = DataLoader(
+            TensorDataset(train_x),
+            batch_size=min(up.batch_size, len(train_x)),
+            shuffle=True,
+            drop_last=True,
+            num_workers=cfg.train.num_workers,
         )
-    stage = UpsamplerStage(up_cfg, payload["low_resolution"])
-    stage.load_state_dict(payload["state_dict"])
-    return stage.eval().requires_grad_(False)
+        val = DataLoader(TensorDataset(val_x[:VAL_ITEMS]), batch_size=up.batch_size)  # pruning
+        return Fit(steps=up.train_steps, train=loader, val=val, ema=up.ema, kept={"val_x": val_x})
+
+    def evaluate(self, ctx: StageContext, stage: UpsamplerStage, run: FitRun) -> dict[str, Any]:
+        val_x = run.kept["val_x"]
+        with torch.inference_mode():  # once, on the final (EMA) weights
+            val_loss = float(stage.validation_loss(val_x[:VAL_ITEMS]))
+        metrics = evaluate_upsampler(stage, val_x[:EVAL_IMAGES], ctx.cfg.seed)
+        return metrics | {"input_resolution": stage.low_resolution,
+                          "resolution": stage.cfg.resolution, "crop": stage.crop,
+                          "val_loss": val_loss}  # fmt: skip
+
+    def shape(self, ctx: StageContext) -> dict[str, Any]:
+        return {"low_resolution": self.low_resolution(ctx.cfg)}

@@ -15,6 +15,7 @@ import optuna
 
 from ..config.validate import suggest
 from ..errors import ConfigError
+from ..stages.graph import VALIDATING
 from .space import Param
 
 SAMPLERS: dict[str, type] = {
@@ -30,7 +31,7 @@ PRUNERS: dict[str, type] = {
     "none": optuna.pruners.NopPruner,
 }
 SINGLE_OBJECTIVE = ("cmaes",)
-PRUNED_STAGES = ("decoder", "upsampler1", "upsampler2")  # the stages that validate during fit
+PRUNED_STAGES = tuple(s.name for s in VALIDATING)  # the stages that validate during fit
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from ..config import Config
+from ..stages.stage import training_stage
 
 MONITOR = "val/loss"
-
-
-def stage_of(module: pl.LightningModule, cfg: Config) -> str | None:
-    """Which cascade stage a LightningModule trains (None: one that does not validate)."""
-    from ..stages.decoder import DecoderStage
-    from ..stages.upsampler import UpsamplerStage
-
-    if isinstance(module, DecoderStage):
-        return "decoder"
-    if isinstance(module, UpsamplerStage):
-        first = cfg.upsamplers.first
-        return "upsampler1" if module.cfg.resolution == first.resolution else "upsampler2"
-    return None
 
 
 class StagePruning(Callback):
@@ -42,7 +30,7 @@ class StagePruning(Callback):
         self.reports = 0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or stage_of(pl_module, self.cfg) != self.stage:
+        if trainer.sanity_checking or training_stage() != self.stage:  # the graph's stage
             return
         value = trainer.callback_metrics.get(MONITOR)
         if value is None:

@@ -19,9 +19,11 @@ from typing import Any
 import optuna
 
 from .. import paths
+from ..atomic import write_json_atomic
 from ..errors import HarnessError
-from ..stages.common import write_json_atomic
+from ..stages.checks import check_experiment
 from .engines import make_pruner, make_sampler
+from .space import as_overrides
 from .spec import SweepSpec
 from .storage import StorageLock, open_storage, quiet_experimental, redact, resolve_url
 from .trial import TrialSetup, check_parallel_training
@@ -94,6 +96,7 @@ def run_sweep(
     suite = load_suite(spec.suite)
     resolve_features(suite)  # a suite that cannot run here stops before the study opens
     check_parallel_training(spec, cache_dir)  # ... as does DDP training in a trial
+    check_experiment(spec.base(as_overrides(spec.first_values()))[0])  # ... and a bad net
     if not (storage or spec.storage):
         root.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     handle = open_storage(url, "--storage" if storage else str(spec.path))
@@ -106,7 +109,7 @@ def run_sweep(
         spawn_workers(argv or [], workers, url)
     else:
         setup = TrialSetup(spec, root, cache_dir, suite, progress, echo)
-        ran = Worker(study, url, spec.budget, setup, echo).run()
+        ran = Worker(study, url, spec.budget, setup, echo, storage=handle).run()
     now = tally(study)
     return SweepResult(spec.study, redact(url), root, spec.budget, ran, now.done, now.running,
                        now.errors)  # fmt: skip

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..cache import StageCache
-from ..config import Arm, stage_keys
+from ..config import Arm
 from ..errors import HarnessError
 from ..paths import default_cache_dir
 from ..runner import ExperimentRun
 from ..stages.common import fit_hooks
+from ..stages.graph import stage_keys
 from .pruning import callbacks_for
 from .space import as_overrides
 from .spec import SweepSpec
@@ -64,15 +65,12 @@ def run_trial(trial: Any, setup: TrialSetup) -> TrialOutcome:
     exp = dataclasses.replace(exp, name=spec.study)  # the W&B group: the sweep
     name = label(trial.number)
     trial_arm = Arm(label=name, axes={**arm.axes, **params}, settings=arm.settings)
-    trained: list[str] = []
 
     def echo(line: str) -> None:
-        if "trained in" in line:
-            trained.append(line.split()[0])
         setup.echo(f"[{name}] {line.strip()}")
 
-    runner = ExperimentRun(exp, setup.root, setup.cache_dir, progress=setup.progress, echo=echo)
-    runner.root = setup.root / "trials"
+    runner = ExperimentRun(exp, cache_dir=setup.cache_dir, progress=setup.progress, echo=echo,
+                           root=setup.root / "trials")  # fmt: skip
     minimize = spec.objectives[0].direction == "minimize"
     results = []
     for i, seed in enumerate(exp.seeds):
@@ -91,7 +89,7 @@ def run_trial(trial: Any, setup: TrialSetup) -> TrialOutcome:
     return TrialOutcome(
         values=[metrics[o.metric] for o in spec.objectives],
         metrics=metrics,
-        trained=trained,
+        trained=[e.stage for r in results for e in r.events if e.trained],
         out_dir=results[0].out_dir.parent,
         wandb_dirs=[r.wandb_dir for r in results if r.wandb_dir],
         seconds=time.perf_counter() - start,

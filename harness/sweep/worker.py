@@ -18,13 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from ..cache import _alive
 from ..errors import HarnessError
-from .storage import StorageLock, quiet_experimental, retry_callback
+from .storage import StorageLock, open_storage, quiet_experimental, retry_callback
 from .trial import TrialSetup, label, run_trial
 
 log = logging.getLogger(__name__)
@@ -63,25 +64,32 @@ def tally(study: optuna.Study) -> Tally:
     )
 
 
-def requeue_dead(study: optuna.Study) -> list[int]:
+def requeue_dead(study: optuna.Study, storage: Any) -> list[int]:
     """Fail and re-queue RUNNING trials of dead worker processes on this host, and those
-    whose heartbeat went stale anywhere. Returns the numbers failed here."""
+    whose heartbeat went stale anywhere. Returns the numbers failed here.
+
+    `storage` is the handle the study was opened on; its public BaseStorage methods write
+    a trial this process does not own. (Not `study.tell`: it runs the sampler's
+    after_trial, and the grid sampler's calls `study.stop()`, which raises outside
+    `optimize`.)"""
     with quiet_experimental():
         optuna.storages.fail_stale_trials(study)
-    storage, host, numbers = study._storage, socket.gethostname(), []
+    host, numbers = socket.gethostname(), []
     retry = retry_callback(storage)
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
         if owner != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:  # a finished trial takes no attributes: say why first, then fail it
-            storage.set_trial_user_attr(t._trial_id, "error", f"worker {owner}:{pid} died")
-            storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            storage.set_trial_user_attr(trial_id, "error", f"worker {owner}:{pid} died")
+            storage.set_trial_user_attr(trial_id, "failure", "worker died")
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        retry(study, storage.get_trial(t._trial_id))
+        retry(study, storage.get_trial(trial_id))
         numbers.append(t.number)
     return numbers
 
@@ -94,13 +102,15 @@ class Worker:
     setup: TrialSetup
     echo: Callable[[str], None] = print
     ran: list[int] = field(default_factory=list)
+    storage: Any = None  # the handle the study was opened on (None: open one from url)
 
     def run(self) -> list[int]:
         """Claim and run trials until the study's budget is met; the trial numbers run."""
         lock = StorageLock(self.url, self.study.study_name)
+        storage = self.storage if self.storage is not None else open_storage(self.url)
         while True:
             with lock:
-                for n in requeue_dead(self.study):
+                for n in requeue_dead(self.study, storage):
                     self.echo(f"{label(n)}: its worker died; re-queued with the same parameters")
                 now = tally(self.study)
                 if now.errors >= self.budget:

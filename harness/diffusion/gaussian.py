@@ -1,38 +1,18 @@
-"""Gaussian diffusion shared by the unCLIP prior, the decoder and the upsamplers.
-
-One plain class (not an ``nn.Module``): it holds float64 numpy schedules and receives the
-network as an argument, ``model(x_t, t, **cond) -> output``. ``t`` is a LongTensor (B,) in
-the ORIGINAL (un-respaced) timestep space, so a net trained with T steps can be sampled with
-any respacing. Notation: abar_t = prod_{s<=t} (1 - beta_s), alpha_t = sqrt(abar_t),
-sigma_t = sqrt(1 - abar_t), x_t = alpha_t x0 + sigma_t eps (Ho et al. 2020, eq. 4).
-
-References: DDPM (Ho et al. 2020), improved DDPM cosine schedule (Nichol & Dhariwal 2021),
-DDIM (Song et al. 2021, eq. 12), v-prediction (Salimans & Ho 2022), classifier-free guidance
-(Ho & Salimans 2022). Structure follows openai/guided-diffusion in spirit.
-"""
+"""The Gaussian diffusion process: schedules as float64 tables, q_sample, the training loss,
+and single reverse steps (DDPM, DDIM, DDIM inversion); the loops are in sampling.py."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-Model = Callable[..., Tensor]
-# False/None: no clipping; True: clip predicted x0 to [-1, 1]; (lo, hi): clip to that range.
-Clip = bool | tuple[float, float] | None
-# Per-kwarg null conditioning for guidance: a tensor, or a function of the conditional value.
-NullValues = Mapping[str, Tensor | Callable[[Tensor], Tensor]]
-
-
-class Schedule(str, Enum):
-    COSINE = "cosine"
-    LINEAR = "linear"
+from .sampling import Clip, Model, Sampling
+from .schedules import space_timesteps
 
 
 class Prediction(str, Enum):
@@ -48,45 +28,6 @@ class Variance(str, Enum):
 
     SMALL = "small"
     LARGE = "large"
-
-
-def betas_for(schedule: Schedule | str, timesteps: int) -> np.ndarray:
-    """Beta schedule of length ``timesteps`` as float64.
-
-    linear: guided-diffusion's, scaled by 1000/T so any T spans the same noise range.
-    cosine: abar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2), s = 0.008, betas clipped
-    at 0.999 to avoid the singularity at t = T (Nichol & Dhariwal 2021, eq. 17).
-    """
-    schedule = Schedule(schedule)
-    if schedule is Schedule.LINEAR:
-        scale = 1000.0 / timesteps
-        return np.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=np.float64)
-    s = 0.008
-    u = np.arange(timesteps + 1, dtype=np.float64) / timesteps
-    f = np.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-    return np.minimum(1.0 - f[1:] / f[:-1], 0.999)
-
-
-def space_timesteps(num_timesteps: int, spec: int | str) -> np.ndarray:
-    """Sorted indices kept by a respacing.
-
-    ``K`` (int or digit string): K indices evenly spread over [0, T-1], both ends kept (the
-    noisiest level must stay so sampling starts from pure noise). ``"ddimK"``: the integer
-    stride giving exactly K indices from 0, as guided-diffusion does.
-    """
-    if isinstance(spec, str) and spec.startswith("ddim"):
-        k = int(spec[len("ddim") :])
-        for stride in range(1, num_timesteps + 1):
-            if len(range(0, num_timesteps, stride)) == k:
-                return np.arange(0, num_timesteps, stride, dtype=np.int64)
-        raise ValueError(f"no integer stride gives {k} steps out of {num_timesteps}")
-    k = int(spec)
-    if not 1 <= k <= num_timesteps:
-        raise ValueError(f"cannot respace {num_timesteps} steps to {k}")
-    # Spread from the top so that K=1 keeps T-1 rather than 0.
-    keep = np.round(np.linspace(num_timesteps - 1, 0, k))[::-1].astype(np.int64)
-    assert len(np.unique(keep)) == k
-    return keep
 
 
 def _extract(
@@ -120,7 +61,7 @@ def _clip_range(clip: Clip) -> tuple[float, float] | None:
     return (-1.0, 1.0) if clip is True else (float(clip[0]), float(clip[1]))
 
 
-class GaussianDiffusion:
+class GaussianDiffusion(Sampling):
     """Forward process, losses and samplers for a fixed beta schedule.
 
     Shapes: x0, x_t, noise are (B, ...) (images (B, C, H, W), prior embeddings (B, D));
@@ -359,91 +300,6 @@ class GaussianDiffusion:
             x_t = torch.where(via_x0, hold_x0, hold_eps).to(x.dtype)
         return x_t
 
-    # -------------------------------------------------------------- samplers
-    def _indices(self, descending: bool, progress: bool) -> Iterable[int]:
-        idx = range(self.num_timesteps)
-        idx = reversed(idx) if descending else idx
-        if progress:
-            from tqdm.auto import tqdm  # only imported when a bar is wanted
-
-            idx = tqdm(idx, total=self.num_timesteps)
-        return idx
-
-    @torch.inference_mode()  # no autograd bookkeeping at all: sampling never backpropagates
-    def _run(
-        self, step: Callable[..., Tensor], x: Tensor, descending: bool, progress: bool
-    ) -> Tensor:
-        for i in self._indices(descending, progress):
-            x = step(x, torch.full((x.shape[0],), i, device=x.device, dtype=torch.long))
-        return x
-
-    def _init_noise(
-        self,
-        shape: Sequence[int],
-        noise: Tensor | None,
-        generator: torch.Generator | None,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> Tensor:
-        if noise is not None:
-            if tuple(noise.shape) != tuple(shape):
-                raise ValueError(f"noise shape {tuple(noise.shape)} != {tuple(shape)}")
-            return noise
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        return torch.randn(
-            tuple(shape), generator=generator, device=device, dtype=dtype or torch.float32
-        )
-
-    def ddpm_sample(
-        self,
-        model: Model,
-        shape: Sequence[int],
-        noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        clip_denoised: Clip = True,
-        progress: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **cond: Any,
-    ) -> Tensor:
-        """Ancestral sampling from x_{T-1} = noise (B, ...) to x0 (B, ...); dtype/device
-        follow ``noise`` when given."""
-        x = self._init_noise(shape, noise, generator, device, dtype)
-        step = partial(
-            self.p_sample_step, model, generator=generator, clip_denoised=clip_denoised, **cond
-        )
-        return self._run(step, x, descending=True, progress=progress)
-
-    def ddim_sample(
-        self,
-        model: Model,
-        shape: Sequence[int],
-        eta: float = 0.0,
-        noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        clip_denoised: Clip = True,
-        progress: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **cond: Any,
-    ) -> Tensor:
-        """DDIM sampling (eq. 12) over this diffusion's steps; respace first for fewer."""
-        x = self._init_noise(shape, noise, generator, device, dtype)
-        step = partial(
-            self.ddim_step, model, eta=eta, generator=generator, clip_denoised=clip_denoised, **cond
-        )
-        return self._run(step, x, descending=True, progress=progress)
-
-    def ddim_invert(
-        self, model: Model, x0: Tensor, refine: int = 0, progress: bool = False, **cond: Any
-    ) -> Tensor:
-        """Clean x0 (B, ...) -> latent x_{T-1} such that eta=0 ``ddim_sample`` from it
-        (without clipping) returns x0: approximately (first order in the step size) for
-        ``refine=0``, up to the fixed-point tolerance for ``refine`` > 0."""
-        step = partial(self.ddim_invert_step, model, refine=refine, **cond)
-        return self._run(step, x0, descending=False, progress=progress)
-
     # ------------------------------------------------------------- respacing
     def respaced(self, spec: int | str) -> GaussianDiffusion:
         """Diffusion over a strided subset of steps (see ``space_timesteps``).
@@ -457,51 +313,3 @@ class GaussianDiffusion:
         return GaussianDiffusion(
             betas, self.prediction, self.variance, timestep_map=self.timestep_map[keep]
         )
-
-
-class ClassifierFreeGuidance:
-    """A model wrapper: out = u + scale (c - u) (Ho & Salimans 2022), c/u the conditional and
-    unconditional outputs from ONE forward on the batch concatenated as [cond; uncond].
-
-    The combination is applied to the raw network output. For eps nets that is standard CFG.
-    For x0 and v nets it is identical to guiding eps: at fixed (x_t, t) the map output -> eps
-    is affine with coefficients shared by both halves, and (1 - s) u + s c has weights summing
-    to one, so it commutes with that map. (Learned-variance outputs are not supported.)
-
-    ``uncond`` maps a conditioning kwarg name to its null value: a tensor broadcastable to the
-    conditional value (zero z_i, a learned null embedding (D,), an all-pad mask), or a callable
-    ``cond_value -> null_value`` (e.g. ``torch.zeros_like``). Tensor kwargs not in ``uncond``
-    must be batch-first and are repeated for both halves; other kwargs pass through unchanged.
-    ``scale`` is a float or a (B,) tensor; 1 returns the conditional output, 0 the unconditional.
-    """
-
-    def __init__(self, model: Model, scale: float | Tensor, uncond: NullValues) -> None:
-        self.model, self.scale, self.uncond = model, scale, dict(uncond)
-
-    def _pair(self, key: str, value: Any) -> Any:
-        if key not in self.uncond:
-            return torch.cat([value, value]) if isinstance(value, Tensor) else value
-        if not isinstance(value, Tensor):
-            raise TypeError(f"kwarg {key!r} has a null value but is not a tensor")
-        null = self.uncond[key]
-        null = null if isinstance(null, Tensor) else null(value)
-        return torch.cat([value, null.to(device=value.device, dtype=value.dtype).expand_as(value)])
-
-    def __call__(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        missing = set(self.uncond) - set(cond)
-        if missing:
-            raise KeyError(f"null values given for kwargs not passed: {sorted(missing)}")
-        both = {k: self._pair(k, v) for k, v in cond.items()}
-        c, u = self.model(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
-        w = self.scale
-        if isinstance(w, Tensor):
-            w = w.to(device=c.device, dtype=c.dtype).reshape(-1, *([1] * (c.ndim - 1)))
-        # lerp is exact at both ends: weight 1 gives c and weight 0 gives u bit-for-bit.
-        return torch.lerp(u, c, w)
-
-
-def guided(
-    model: Model, scale: float | Tensor, uncond_kwargs: NullValues
-) -> ClassifierFreeGuidance:
-    """Shorthand for ``ClassifierFreeGuidance(model, scale, uncond_kwargs)``."""
-    return ClassifierFreeGuidance(model, scale, uncond_kwargs)
