@@ -185,6 +185,35 @@ INVALID = {
         "upsamplers.first.resolution (8) must exceed decoder.resolution (16)",
     ),
     "objects": ("data: {min_objects: 3, max_objects: 2}\n", "min_objects is larger"),
+    # the nets' own constructors refuse these (built on the meta device), named by key
+    "decoder heads": (
+        "decoder: {channels: 10, heads: 8}\n",
+        "decoder.heads (8): 20 channels are not divisible by 8 heads",
+    ),
+    "decoder text heads": ("decoder: {text_width: 100}\n", "decoder.text_width (100): "),
+    "clip heads": ("clip: {vision_width: 100}\n", "clip.vision_width (100): 100 is not"),
+    "evaluator heads": ("eval: {clip: {text_width: 100}}\n", "eval.clip.text_width (100)"),
+    "prior heads": ("prior: {width: 30, heads: 4}\n", "prior.heads (4): width 30"),
+    "pca too large": (
+        "prior: {kind: ar, ar: {components: 100}}\n",
+        "prior.ar.components (100): 100 PCA components exceed the CLIP's 64 dimensions",
+    ),
+    "resolution halvings": (
+        "decoder: {resolution: 10}\n",
+        "decoder.resolution (10): 10 px is not divisible by 4",
+    ),
+    "upsampler halvings": (
+        "upsamplers: {second: {resolution: 60, channel_mult: [1, 2, 2, 2]}}\n",
+        "upsamplers.second.resolution (60)",
+    ),
+    "axis makes a bad net": (
+        "ablate:\n  decoder.heads: [4, 5]\n",
+        "ablate.decoder.heads[1]: decoder.heads (5): ",
+    ),
+    "source needs a file": (
+        "data: {source: coco, path: images}\n",
+        "data.annotations: required when data.source is coco",
+    ),
     "seed in file": ("seed: 3\n", "seed: unknown key (did you mean seeds?)"),
 }
 
