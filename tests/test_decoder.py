@@ -121,3 +121,25 @@ def test_load_decoder_round_trip(trained) -> None:
         load_decoder(out, cfg, ClipStage(replace(cfg.clip, embed_dim=8)))
     with pytest.raises(HarnessError, match="missing"):
         load_decoder(out / "nowhere", cfg, clip)
+
+
+def test_stage_images_pair_with_the_embeddings_rows(tmp_path) -> None:
+    """A folder image with two captions is two pairs: the decoder's image rows follow the
+    pairs (as its z_i rows do), the upsamplers' follow the distinct images."""
+    from PIL import Image
+
+    from harness.config import DataConfig
+    from harness.data import build_source
+    from harness.stages.decoder import stage_images
+
+    lines = []
+    for i in range(40):
+        Image.new("RGB", (8, 8), (6 * i, 255 - 6 * i, 40)).save(tmp_path / f"{i:03d}.png")
+        lines += [json.dumps({"file": f"{i:03d}.png", "caption": f"{c} {i}"}) for c in "ab"]
+    (tmp_path / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = DataConfig(source="folder", path=str(tmp_path), resolution=8, n_train=64)
+    source = build_source(cfg, "train")
+    pairs, images = stage_images(cfg, "train", 8), stage_images(cfg, "train", 8, per_pair=False)
+    assert len(pairs) == len(source) == 2 * len(images)
+    for k in range(len(source)):
+        assert torch.equal(pairs[k], source[k][0])  # same size: the resize is exact

@@ -15,8 +15,10 @@ from typing import Any
 
 from .schema import Config
 
-# Bump when a code change alters what a stage learns from the same config.
-CACHE_VERSION = 1
+# Bump when a code change alters what a stage learns from the same config, or what its
+# cache entry holds. 2: one model.pt format for every stage (stages/checkpoint.py), and the
+# decoder pairs each caption's z_i with its own image on multi-caption sources.
+CACHE_VERSION = 2
 
 
 def training_fields(obj: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -39,19 +39,28 @@ VAL_ITEMS = 256  # held-out images in the validation loss
 
 
 # ------------------------------------------------------------------ shared stage helpers
-def stage_images(data_cfg: DataConfig, split: str, resolution: int) -> Tensor:
+def stage_images(
+    data_cfg: DataConfig, split: str, resolution: int, per_pair: bool = True
+) -> Tensor:
     """uint8 (N, 3, r, r): the split rendered once at data.resolution, area-resized to r, so
-    every stage of the cascade sees the same pixels."""
+    every stage of the cascade sees the same pixels. per_pair: row i is item i of the
+    source, as in its embeddings (an image with several captions repeats); else one row per
+    distinct image (the upsamplers read no caption)."""
     source = build_source(data_cfg, split)
-    if hasattr(source, "images"):  # shapes: rendered up front as (N, H, W, 3)
+    if hasattr(source, "images"):  # held in memory: (M, H, W, 3), one row per image
         full = torch.from_numpy(np.asarray(source.images)).permute(0, 3, 1, 2)
     else:
         full = torch.stack([source[i][0] for i in range(len(source))])
+        per_pair = False  # already one row per item
     out = [
         resize(to_model(full[i : i + 1024]), resolution).add(1).mul(127.5).round().clamp(0, 255)
         for i in range(0, len(full), 1024)  # chunks: the float copy of 12k 64 px images is 600 MB
     ]
-    return torch.cat(out).to(torch.uint8).contiguous()
+    images = torch.cat(out).to(torch.uint8).contiguous()
+    index = getattr(source, "image_index", None)  # bring-your-own sources: pair -> image row
+    if per_pair and index is not None:
+        images = images[torch.from_numpy(np.asarray(index))]
+    return images
 
 
 def write_grid(

@@ -186,8 +186,8 @@ class UpsamplerRecipe(Recipe):
 
     def prepare(self, ctx: StageContext, stage: UpsamplerStage) -> Fit:
         cfg, up = ctx.cfg, self.config(ctx.cfg)
-        train_x = stage_images(cfg.data, "train", up.resolution)
-        val_x = stage_images(cfg.data, "val", up.resolution)
+        train_x = stage_images(cfg.data, "train", up.resolution, per_pair=False)
+        val_x = stage_images(cfg.data, "val", up.resolution, per_pair=False)
         loader = DataLoader(
             TensorDataset(train_x),
             batch_size=min(up.batch_size, len(train_x)),
