@@ -15,10 +15,11 @@ from .errors import ConfigError, HarnessError
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .preflight import check_data, configs_of
-    from .stages.checks import check_experiment  # imports torch: the nets are built on meta
+
+    exp = load_experiment(args.file, args.overrides)  # a typo costs no torch import
+    from .stages.checks import check_experiment  # torch: the nets are built on meta
     from .stages.graph import STAGES, stage_keys
 
-    exp = load_experiment(args.file, args.overrides)
     check_experiment(exp)
     if args.data:  # bring-your-own data: paths, captions, a readable image in each split
         check_data(configs_of(exp))

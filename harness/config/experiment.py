@@ -79,11 +79,9 @@ class Experiment:
     def where(self, arm: Arm, dotted: str) -> str:
         """Where the arm's value of `dotted` was set, for an error message: an axis value,
         the command line, or the experiment file (which may inherit it from its base)."""
-        if dotted in arm.origins:
-            return arm.origins[dotted]
-        if dotted in {parse_override(o)[0] for o in self.overrides}:
+        if dotted in {parse_override(o)[0] for o in self.overrides}:  # it wins over axes
             return "command line"
-        return str(self.path or "<experiment>")
+        return arm.origins.get(dotted, str(self.path or "<experiment>"))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -18,19 +18,16 @@ from ..config.hashing import value_at
 from ..errors import ArgumentError, ConfigError
 from ..registry import Registry
 from .graph import STAGES, stage_keys
-from .stage import StageContext
+from .stage import Stage, StageContext
 
 
 def check_experiment(exp: Experiment) -> None:
     """ConfigError (one line: file or axis value, dotted key, what) for the first problem."""
-    seen: set[tuple[str | None, ...]] = set()
+    built: dict[tuple[str, str], Any] = {}  # (stage, key) -> meta module, shared by arms
     for arm in exp.arms:
         cfg = exp.config(arm, exp.seeds[0])  # the nets do not depend on the seed
         check_registered(cfg, exp, arm)
-        keys = tuple(stage_keys(cfg).values())
-        if keys not in seen:
-            seen.add(keys)
-            check_nets(cfg, exp, arm)
+        check_nets(cfg, exp, arm, built)
 
 
 def registry_fields(obj: Any = None, prefix: str = "") -> list[tuple[str, Registry]]:
@@ -63,19 +60,29 @@ def registry_entry(cfg: Config, dotted: str) -> Any:
     return registry.get(value_at(cfg, dotted), dotted)
 
 
-def check_nets(cfg: Config, exp: Experiment, arm: Arm) -> None:
-    """Every enabled stage's module, built on the meta device from the arm's config."""
-    built: dict[str, Any] = {}
+def check_nets(
+    cfg: Config, exp: Experiment, arm: Arm, built: dict[tuple[str, str], Any] | None = None
+) -> None:
+    """Every enabled stage's module, built on the meta device from the arm's config (once
+    per stage key: `built` carries them across arms)."""
+    built = {} if built is None else built
+    keys, mine = stage_keys(cfg), {}
     for name, stage in STAGES.items():
-        if not stage.enabled(cfg):
+        if keys[name] is None:
             continue
-        links = {**stage.keyed, **stage.uses}
-        inputs = {role: built[s.name] for role, s in links.items() if s.name in built}
-        try:
-            built[name] = stage.build_meta(StageContext(cfg, inputs=inputs))
-        except ArgumentError as err:
-            key = f"{stage.section}.{err.arg}"
-            where = exp.where(arm, key)
-            raise ConfigError(f"{key} ({value_at(cfg, key)}): {err}", where) from None
-        except ValueError as err:  # a constructor's refusal it does not pin on one argument
-            raise ConfigError(f"{stage.section}: {err}", exp.where(arm, stage.section)) from None
+        if (name, keys[name]) not in built:
+            links = {**stage.keyed, **stage.uses}
+            inputs = {role: mine[s.name] for role, s in links.items() if s.name in mine}
+            built[(name, keys[name])] = _build(stage, StageContext(cfg, inputs=inputs), exp, arm)
+        mine[name] = built[(name, keys[name])]
+
+
+def _build(stage: Stage, ctx: StageContext, exp: Experiment, arm: Arm) -> Any:
+    try:
+        return stage.build_meta(ctx)
+    except ArgumentError as err:
+        key = f"{stage.section}.{err.arg}"
+        where = exp.where(arm, key)
+        raise ConfigError(f"{key} ({value_at(ctx.cfg, key)}): {err}", where) from None
+    except ValueError as err:  # a constructor's refusal it does not pin on one argument
+        raise ConfigError(f"{stage.section}: {err}", exp.where(arm, stage.section)) from None

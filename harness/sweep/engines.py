@@ -15,7 +15,6 @@ import optuna
 
 from ..config.validate import suggest
 from ..errors import ConfigError
-from ..stages.graph import VALIDATING
 from .space import Param
 
 SAMPLERS: dict[str, type] = {
@@ -31,7 +30,6 @@ PRUNERS: dict[str, type] = {
     "none": optuna.pruners.NopPruner,
 }
 SINGLE_OBJECTIVE = ("cmaes",)
-PRUNED_STAGES = tuple(s.name for s in VALIDATING)  # the stages that validate during fit
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,12 @@ def parse_pruner(raw: Any, where: str, n_objectives: int) -> PrunerSpec:
         raise ConfigError(f"pruner: unknown pruner {name!r} (known: {', '.join(PRUNERS)})"
                           f"{suggest(name, list(PRUNERS))}", where)  # fmt: skip
     stage = options.pop("stage", PrunerSpec.stage)
-    if stage not in PRUNED_STAGES:
+    from ..stages.graph import VALIDATING  # torch: only once the file parses this far
+
+    pruned = [s.name for s in VALIDATING]  # the stages that validate during fit
+    if stage not in pruned:
         raise ConfigError(f"pruner.stage: {stage!r} does not validate during training "
-                          f"(choose {', '.join(PRUNED_STAGES)})", where)  # fmt: skip
+                          f"(choose {', '.join(pruned)})", where)  # fmt: skip
     every = options.pop("val_every", PrunerSpec.val_every)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ConfigError(f"pruner.val_every: expected a positive int, got {every!r}", where)
