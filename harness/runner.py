@@ -26,6 +26,7 @@ from .config import Arm, Config, Experiment, stage_keys
 from .config.hashing import digest
 from .data.images import to_uint8
 from .errors import HarnessError
+from .paths import inside
 from .pipeline import Pipeline
 from .stages.common import METRICS_FILE, write_json_atomic
 from .stages.registry import SPECS
@@ -66,7 +67,7 @@ class Runner:
                 f"--retrain: unknown stage {unknown[0]!r} (stages: {', '.join(ORDER)}, all)"
             )
         self.exp = exp
-        self.root = Path(out) / exp.name
+        self.root = inside(out, Path(out) / exp.name)  # exp.name is a checked slug
         self.cache = StageCache(Path(cache_dir) if cache_dir else paths.default_cache_dir())
         self.retrain = set(ORDER) if "all" in retrain else set(retrain)
         self.retrained: set[tuple[str, str]] = set()
@@ -286,7 +287,7 @@ class ExperimentRun(Runner):
         self.echo("  scoring ...")
         ev = self.evaluators(cfg, loaded, keys, suite)
         metrics = self.score(cfg, ev, samples, varied, suite)
-        out = self.root / arm.slug / f"seed{seed}"
+        out = inside(self.root, self.root / arm.slug / f"seed{seed}")
         out.mkdir(parents=True, exist_ok=True)
         grid = write_grid(out / "samples.png", samples, cfg.sample.grid)
         from .results import estimate_dict, save_replicates
