@@ -2,13 +2,12 @@
 
 Bring-your-own sources (folder, webdataset, coco) list (key, caption, image bytes) records;
 `collect` keeps the records whose key hashes to the split (80/10/10, stable across runs and
-machines), decodes each image once (centre crop, resize to the resolution) and skips, counts
-and logs unreadable images and empty captions.
+machines), decodes each image once (centre crop, resize to the resolution; decode.py: what is
+converted, what is skipped) and skips, counts and logs unreadable images and empty captions.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -17,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, HarnessError
+from .decode import UNREADABLE, Skip, decode_image, take_caption, take_image
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("shapes", "folder", "webdataset", "coco")
-# Errors PIL raises on a corrupt, truncated or foreign file.
-UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 log = logging.getLogger(__name__)
 
 Record = tuple[str, str, Callable[[], bytes]]  # (image key, caption, read the image bytes)
@@ -36,24 +33,11 @@ def split_size(cfg: DataConfig, split: str) -> int:
     return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
 
 
-def decode_image(data: bytes, resolution: int) -> np.ndarray:
-    """Encoded image -> uint8 (resolution, resolution, 3): centre square crop, then resize."""
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")  # forces a full decode: a truncated file fails here
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-        # PIL's bicubic filter widens its support when shrinking, so downscaling averages.
-        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
-        return np.asarray(im, dtype=np.uint8)
-
-
 def read_image(path: str | Path, resolution: int) -> torch.Tensor:
     """An image file -> uint8 (1, 3, resolution, resolution); HarnessError if unreadable."""
     try:
         arr = decode_image(Path(path).read_bytes(), resolution)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except (*UNREADABLE, Skip) as err:
         raise HarnessError(f"cannot read image: {err}", str(path)) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
 
@@ -97,6 +81,7 @@ def collect(
     from .shapes import split_of  # the same stable 80/10/10 hash as the shapes data
 
     skipped = Counter() if skipped is None else skipped
+    changed: Counter = Counter()  # kept, but converted or cut (decode.py)
     images: list[np.ndarray] = []
     rows: dict[str, int] = {}
     bad: set[str] = set()
@@ -107,27 +92,28 @@ def collect(
             break
         if split_of(key) != split or key in bad:
             continue
-        caption = (caption or "").strip()
+        caption = take_caption(caption, changed)
         if not caption:
             skipped["empty captions"] += 1
             continue
         if key not in rows:
-            try:
-                images.append(decode_image(read(), resolution))
-            except UNREADABLE:
+            image = take_image(read, resolution, skipped, changed)
+            if image is None:
                 bad.add(key)
-                skipped["unreadable or missing images"] += 1
                 continue
+            images.append(image)
             rows[key] = len(images) - 1
         index.append(rows[key])
         captions.append(caption)
     counts = ", ".join(f"{n} {what}" for what, n in sorted(skipped.items()) if n) or "nothing"
-    # A warning when anything was skipped: the CLI shows warnings, so a user learns that part
-    # of their data is unreadable without looking for a log file.
+    altered = ", ".join(f"{n} {what}" for what, n in sorted(changed.items()))
+    # A warning when anything was skipped or changed: the CLI shows warnings, so a user learns
+    # that part of their data is unreadable without looking for a log file.
     log.log(
-        logging.WARNING if sum(skipped.values()) else logging.INFO,
-        "%s %s [%s]: %d pairs from %d images at %d px; skipped %s",
+        logging.WARNING if sum(skipped.values()) + sum(changed.values()) else logging.INFO,
+        "%s %s [%s]: %d pairs from %d images at %d px; skipped %s%s",
         name, where, split, len(captions), len(images), resolution, counts,
+        f"; kept but changed {altered}" if altered else "",
     )  # fmt: skip
     if not captions:
         raise HarnessError(f"no usable image-caption pair in the {split} split (skipped {counts})",
