@@ -52,7 +52,8 @@ class Runner:
                                f"(stages: {', '.join(STAGES)}, all)")  # fmt: skip
         check_experiment(exp)  # registry names and the nets' own checks, before any training
         self.exp, self.echo, self.progress = exp, echo, progress
-        self.root = Path(root) if root is not None else Path(out) / exp.name
+        # exp.name is a checked slug; a given root (a sweep's trials) was derived inside --out
+        self.root = Path(root) if root is not None else paths.inside(out, Path(out) / exp.name)
         self.cache = StageCache(Path(cache_dir) if cache_dir else paths.default_cache_dir())
         self.stages = Resolver(
             self.cache,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import distributed
+from . import distributed, paths
 from .errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class StageCache:
         self.root = Path(root)
 
     def path(self, stage: str, key: str) -> Path:
-        return self.root / stage / key
+        return paths.inside(self.root, self.root / stage / key)
 
     def has(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / META).is_file()

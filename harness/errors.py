@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (`\\n`, `\\x1e`,
+    `\\u2028`): a key or value a user typed can hold them, and the error must stay one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class HarnessError(Exception):
     """An error in the user's input (config, data path, storage URL, ...).
 
@@ -11,9 +19,9 @@ class HarnessError(Exception):
     """
 
     def __init__(self, message: str, where: str | None = None) -> None:
-        self.message = message
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        self.message = one_line(str(message))
+        self.where = None if where is None else one_line(str(where))
+        super().__init__(f"{self.where}: {self.message}" if where else self.message)
 
 
 class ConfigError(HarnessError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import wandb_report
+from . import paths, wandb_report
 from .errors import HarnessError
 from .metrics.uncertainty import Estimate
 from .results import lower_is_better, metric_columns, numeric_values, per_arm, table
@@ -79,7 +79,7 @@ def plot_metric(name: str, records: list[dict[str, Any]], axes: list[str], out: 
         if len(groups) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    path = out / f"{name}.png"
+    path = paths.inside(out, out / f"{paths.safe_slug(name)}.png")  # names from results.json
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -26,6 +26,7 @@ from .errors import HarnessError
 from .metrics.compositional import cached_classifier, claim_of
 from .metrics.score import Evaluators, data_reference, feature_net, score_images
 from .metrics.suite import load_suite, resolve_features
+from .paths import inside
 from .pipeline import Pipeline
 from .preflight import check_run
 from .results import estimate_dict, save_replicates, table, write_csv, write_json
@@ -91,7 +92,7 @@ class ExperimentRun(Runner):
         self.echo("  scoring ...")
         ev = self.evaluators(cfg, res.loaded, keys, suite)
         metrics = self.score(cfg, ev, samples, varied, suite)
-        out = self.root / arm.slug / f"seed{seed}"
+        out = inside(self.root, self.root / arm.slug / f"seed{seed}")
         out.mkdir(parents=True, exist_ok=True)
         record = {"arm": arm.label, "seed": seed, "axes": arm.axes, "stage_keys": keys,
                   "metrics": estimate_dict(metrics), "suite": suite.name}  # fmt: skip

@@ -118,13 +118,13 @@ CONFIG_CASES = [
     ("folder_source_without_path", {"exp.yaml": "data: {source: folder}\n"}, [],
      ["exp.yaml", "data.path: required"]),
     ("unresolved_interpolation", {"exp.yaml": "name: ${oops}\n"}, [], ["exp.yaml", "oops"]),
-    ("override_unknown_key", {"exp.yaml": ""}, ["decoder.txt_drop=0.2"],
+    ("override_unknown_key", {"exp.yaml": "{}\n"}, ["decoder.txt_drop=0.2"],
      ["command line", "did you mean decoder.text_drop"]),
-    ("override_bad_value", {"exp.yaml": ""}, ["decoder.text_drop=lots"],
+    ("override_bad_value", {"exp.yaml": "{}\n"}, ["decoder.text_drop=lots"],
      ["command line", "decoder.text_drop", "'lots'"]),
-    ("override_seed_not_seeds", {"exp.yaml": ""}, ["seed=3"],
+    ("override_seed_not_seeds", {"exp.yaml": "{}\n"}, ["seed=3"],
      ["command line", "did you mean seeds"]),
-    ("override_base", {"exp.yaml": ""}, ["base=other.yaml"], ["command line", "base"]),
+    ("override_base", {"exp.yaml": "{}\n"}, ["base=other.yaml"], ["command line", "base"]),
     ("experiment_file_missing", {}, [], ["exp.yaml", "not found"]),
 ]  # fmt: skip
 

@@ -95,7 +95,7 @@ def test_sampling_only_experiments_train_nothing_after_prior_ablation(name):
 
 
 def test_sampling_knobs_never_change_training_hashes(write_yaml):
-    path = write_yaml("exp.yaml", "")
+    path = write_yaml("exp.yaml", "{}\n")
     base = stage_keys(load_experiment(path).config(load_experiment(path).arms[0], 0))
     knobs = [
         "decoder.guidance_scale=3",
@@ -114,7 +114,7 @@ def test_sampling_knobs_never_change_training_hashes(write_yaml):
 
 
 def test_training_keys_change_exactly_their_stage_and_downstream(write_yaml):
-    path = write_yaml("exp.yaml", "")
+    path = write_yaml("exp.yaml", "{}\n")
 
     def keys(*overrides: str) -> dict:
         exp = load_experiment(path, list(overrides))
@@ -254,7 +254,7 @@ def test_error_in_base_file_names_the_base_file(write_yaml):
     ],
 )
 def test_bad_overrides(override, expected, write_yaml, capsys):
-    assert main(["validate", str(write_yaml("e.yaml", "")), override]) == 2
+    assert main(["validate", str(write_yaml("e.yaml", "{}\n")), override]) == 2
     err = capsys.readouterr().err
     assert "command line" in err and expected in err, err
 

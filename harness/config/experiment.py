@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from .. import paths, plugins
 from ..errors import ConfigError
@@ -39,9 +38,11 @@ from .validate import (
     suggest,
     validate_section,
 )
+from .yaml_file import read_yaml
 
 EXPERIMENT_KEYS = ("name", "description", "base", "metrics", "seeds", "ablate", "plugins")
 SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "seed")
+MAX_ARMS = 4096  # the product of the axes; prior_ablation has 8
 
 
 @dataclass
@@ -53,8 +54,10 @@ class Arm:
 
     @property
     def slug(self) -> str:
-        """The label as a directory name."""
-        return "".join(c if c.isalnum() or c in "=.,-_+" else "_" for c in self.label)
+        """The label as a folder name: labels come from axis values (paths, captions, any
+        text), so they are rewritten, not refused; `expand` refuses two arms that would share
+        a folder."""
+        return paths.safe_slug(self.label)
 
 
 @dataclass
@@ -82,29 +85,6 @@ class Experiment:
         if dotted in {parse_override(o)[0] for o in self.overrides}:  # it wins over axes
             return "command line"
         return arm.origins.get(dotted, str(self.path or "<experiment>"))
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """One YAML file as a plain dict (OmegaConf: `${...}` interpolation works)."""
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{line}malformed YAML: {problem}", str(path)) from None
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"cannot read: {str(err).splitlines()[0]}", str(path)) from None
-    except OSError as err:
-        raise ConfigError(f"cannot read: {err.strerror}", str(path)) from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-                          f"{err.start})", str(path)) from None  # fmt: skip
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", str(path))
-    return data
 
 
 def check_file_keys(raw: dict[str, Any], where: str) -> None:
@@ -187,6 +167,8 @@ def apply_overrides(merged: dict[str, Any], overrides: list[str]) -> dict[str, A
             options = list(EXPERIMENT_KEYS + SECTIONS)  # `seed=3` would be silently ignored
             raise ConfigError(f"{key}: unknown key{suggest(key, options)}", "command line")
         if key in EXPERIMENT_KEYS:
+            if key == "name" and value:
+                paths.check_name(value, "name", "command line")
             merged = {**merged, key: value}
         elif key.split(".")[0] == "ablate":
             raise ConfigError(
@@ -239,6 +221,10 @@ def expand(ablate: Any, where: str) -> tuple[list[str], list[Arm]]:
         raise ConfigError("ablate: expected a mapping of axis -> list of values", where)
     names = [str(n) for n in ablate]
     options = [axis_values(n, ablate[n], where) for n in names]
+    if math.prod(map(len, options)) > MAX_ARMS:  # validate would list (and hash) them all
+        raise ConfigError(f"ablate: {' x '.join(str(len(o)) for o in options)} = "
+                          f"{math.prod(map(len, options))} arms, at most {MAX_ARMS}; search "
+                          "a space this large with a sweep", where)  # fmt: skip
     arms = []
     for combo in itertools.product(*options):
         settings: dict[str, Any] = {}
@@ -249,6 +235,7 @@ def expand(ablate: Any, where: str) -> tuple[list[str], list[Arm]]:
         axes = {n: shown for n, (shown, _, _) in zip(names, combo, strict=True)}
         label = ",".join(v if "=" in v else f"{n}={v}" for n, v in axes.items())
         arms.append(Arm(label=label, axes=axes, settings=settings, origins=origins))
+    check_folders(arms, where)
     return names, arms
 
 
@@ -259,6 +246,20 @@ def leaf_keys(nested: dict[str, Any], prefix: str = "") -> list[str]:
         dotted = f"{prefix}{key}"
         out += leaf_keys(value, f"{dotted}.") if isinstance(value, dict) else [dotted]
     return out
+
+
+def check_folders(arms: list[Arm], where: str) -> None:
+    """Two arms never write into one folder (`a/b` and `a_b` both slug to `a_b`); compared
+    case-blind, as on macOS and Windows disks."""
+    seen: dict[str, Arm] = {}
+    for arm in arms:
+        other = seen.setdefault(arm.slug.casefold(), arm)
+        if other is not arm:
+            raise ConfigError(
+                f"ablate: arms {other.label!r} and {arm.label!r} would share the folder "
+                f"{arm.slug!r}; give a coupled value a `label:`",
+                where,
+            )
 
 
 def check_seeds(seeds: Any, where: str) -> list[int]:
@@ -308,8 +309,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     axes, arms = expand(ablate, where)
     for arm in arms:  # ... and over the same key inside a coupled axis value
         arm.settings = apply_overrides(arm.settings, [o for o in overrides or [] if "." in o])
+    name = merged.get("name")  # a chosen name is refused when unsafe, the file's stem rewritten
     experiment = Experiment(
-        name=str(merged.get("name") or path.stem),
+        name=paths.check_name(name, "name", where) if name else paths.safe_slug(path.stem),
         description=str(merged.get("description") or ""),
         path=path,
         metrics=check_metrics(merged.get("metrics", "quick"), where),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
+from .decode import read_inside
 from .records import CaptionedImages, Record, collect
 
 
@@ -30,10 +31,11 @@ def read_annotations(path: Path) -> tuple[dict[int, str], list[tuple[int, str]]]
 
 
 def _records(root: Path, files: dict[int, str], pairs: list[tuple[int, str]]) -> Iterator[Record]:
+    real = root.resolve()  # a file_name out of the folder (`../x`, a symlink) is not read
     for image_id, caption in pairs:
         # An annotation whose image is not listed reads a path that does not exist (counted).
         name = files.get(image_id, f"<image {image_id} not listed>")
-        yield str(image_id), caption, (root / name).read_bytes
+        yield str(image_id), caption, lambda name=name: read_inside(real, name)
 
 
 class CocoCaptions(CaptionedImages):

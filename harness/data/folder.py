@@ -3,7 +3,8 @@
 jsonl: one object per line, `{"file": "cat.jpg", "caption": "a cat"}`; csv: a header row with
 the same two columns. ("image"/"path" are accepted for the file, "text" for the caption.)
 A file may appear on several lines (several captions); its path, relative to the folder, is
-the key its split is drawn by. Rows that are not JSON or lack a column are skipped and counted.
+the key its split is drawn by. Rows that are not JSON or lack a column are skipped and counted,
+as are rows naming a file outside the folder (`../x`, `/etc/x`, a symlink out of it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
+from .decode import read_inside
 from .records import CaptionedImages, Record, collect
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
@@ -93,6 +95,7 @@ class FolderSource(CaptionedImages):
 
 
 def _records(root: Path, captions_file: Path, skipped: Counter) -> Iterator[Record]:
-    # A missing file fails in read_bytes (OSError) and is counted with the unreadable ones.
+    # A missing file fails in read_inside (OSError) and is counted with the unreadable ones.
+    real = root.resolve()
     for name, caption in read_rows(captions_file, skipped):
-        yield name, caption, (root / name).read_bytes
+        yield name, caption, lambda name=name: read_inside(real, name)

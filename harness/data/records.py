@@ -2,8 +2,8 @@
 image bytes) records, collected into one split's pairs held in memory.
 
 `collect` keeps the records whose key hashes to the split (80/10/10, stable across runs and
-machines), decodes each image once (centre crop, resize to the resolution) and skips, counts
-and logs unreadable images and empty captions.
+machines), decodes each image once (centre crop, resize to the resolution; decode.py: what is
+converted, what is skipped) and skips, counts and logs unreadable images and empty captions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import HarnessError
-from .decode import UNREADABLE, decode_image
+from .decode import take_caption, take_image
 from .shapes import split_of  # the same stable 80/10/10 hash as the shapes data
 
 log = logging.getLogger(__package__)  # "harness.data": one logger for every source
@@ -61,14 +61,17 @@ def collect(
     Raises HarnessError naming `where` when the split has no usable pair.
     """
     skipped = Counter() if skipped is None else skipped
-    images, index, captions, rows = _pairs(records, split, limit, resolution, skipped)
+    changed: Counter = Counter()  # kept, but converted or cut (decode.py)
+    images, index, captions, rows = _pairs(records, split, limit, resolution, skipped, changed)
     counts = ", ".join(f"{n} {what}" for what, n in sorted(skipped.items()) if n) or "nothing"
-    # A warning when anything was skipped: the CLI shows warnings, so a user learns that part
-    # of their data is unreadable without looking for a log file.
+    altered = ", ".join(f"{n} {what}" for what, n in sorted(changed.items()))
+    # A warning when anything was skipped or changed: the CLI shows warnings, so a user learns
+    # that part of their data is unreadable without looking for a log file.
     log.log(
-        logging.WARNING if sum(skipped.values()) else logging.INFO,
-        "%s %s [%s]: %d pairs from %d images at %d px; skipped %s",
+        logging.WARNING if sum(skipped.values()) + sum(changed.values()) else logging.INFO,
+        "%s %s [%s]: %d pairs from %d images at %d px; skipped %s%s",
         name, where, split, len(captions), len(images), resolution, counts,
+        f"; kept but changed {altered}" if altered else "",
     )  # fmt: skip
     if not captions:
         raise HarnessError(f"no usable image-caption pair in the {split} split (skipped {counts})",
@@ -77,10 +80,16 @@ def collect(
 
 
 def _pairs(
-    records: Iterable[Record], split: str, limit: int, resolution: int, skipped: Counter
+    records: Iterable[Record],
+    split: str,
+    limit: int,
+    resolution: int,
+    skipped: Counter,
+    changed: Counter,
 ) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:
     """(decoded images, pair -> image row, captions, image keys) of the split's first
-    `limit` usable pairs; counts what it skips into `skipped`."""
+    `limit` usable pairs; counts what it skips into `skipped`, what it converts or cuts
+    into `changed`."""
     images: list[np.ndarray] = []
     rows: dict[str, int] = {}
     bad: set[str] = set()
@@ -91,17 +100,16 @@ def _pairs(
             break
         if split_of(key) != split or key in bad:
             continue
-        caption = (caption or "").strip()
+        caption = take_caption(caption, changed)
         if not caption:
             skipped["empty captions"] += 1
             continue
         if key not in rows:
-            try:
-                images.append(decode_image(read(), resolution))
-            except UNREADABLE:
+            image = take_image(read, resolution, skipped, changed)
+            if image is None:
                 bad.add(key)
-                skipped["unreadable or missing images"] += 1
                 continue
+            images.append(image)
             rows[key] = len(images) - 1
         index.append(rows[key])
         captions.append(caption)

@@ -4,11 +4,14 @@
 stdlib tarfile. A sample's key is its member name up to the first dot of the basename (the
 webdataset convention), so the split does not change when the data is re-sharded. A shard cut
 short (an interrupted copy) keeps the samples before the cut; the loss is counted and logged.
+Members are read from the shard only: links inside a shard are counted, never followed, and a
+caption is read up to what `decode.take_caption` keeps.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import tarfile
 import zlib
 from collections import Counter
@@ -16,10 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import HarnessError
+from .decode import MAX_CAPTION_CHARS, MAX_FILE_BYTES, TOO_BIG
 from .records import CaptionedImages, Record, collect
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 TEXT_EXT = "txt"
+CAPTION_BYTES = 4 * MAX_CAPTION_CHARS + 4  # UTF-8: enough to see that a caption is too long
 
 
 def sample_key(member_name: str) -> tuple[str, str]:
@@ -49,6 +54,8 @@ def _shard_records(tar: tarfile.TarFile, skipped: Counter) -> Iterator[Record]:
         if member.isfile():
             key, ext = sample_key(member.name)
             samples.setdefault(key, {})[ext] = member
+        elif member.issym() or member.islnk():
+            skipped["links in shards (not followed)"] += 1
     for key, parts in samples.items():
         image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
         if image is None:
@@ -57,18 +64,21 @@ def _shard_records(tar: tarfile.TarFile, skipped: Counter) -> Iterator[Record]:
         if TEXT_EXT not in parts:
             skipped["samples without a caption"] += 1
             continue
+        if image.size > MAX_FILE_BYTES:  # read into memory whole
+            skipped[TOO_BIG] += 1
+            continue
         try:  # a caption whose bytes lie past the cut
-            caption = _reader(tar, parts[TEXT_EXT])().decode("utf-8", errors="replace")
+            caption = _reader(tar, parts[TEXT_EXT], CAPTION_BYTES)().decode("utf-8", "replace")
         except OSError:
             skipped["unreadable captions"] += 1
             continue
         yield key, caption, _reader(tar, image)
 
 
-def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo):
+def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int = -1):
     def read() -> bytes:
         try:  # by TarInfo: by name would re-scan the shard (and fail again past a cut)
-            return tar.extractfile(member).read()
+            return tar.extractfile(member).read(limit)
         except (tarfile.TarError, EOFError, zlib.error) as err:  # counted like any unreadable image
             raise OSError(f"{member.name}: {err}") from err
 
@@ -77,6 +87,9 @@ def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo):
 
 def _records(shards: list[str], skipped: Counter) -> Iterator[Record]:
     for shard in shards:
+        if not os.path.isfile(shard):  # a folder, a pipe or a device the glob also matched
+            skipped["matches that are not files"] += 1
+            continue
         try:
             tar = tarfile.open(shard, mode="r:*")
         except (tarfile.TarError, OSError, EOFError, zlib.error):

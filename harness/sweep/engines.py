@@ -30,6 +30,7 @@ PRUNERS: dict[str, type] = {
     "none": optuna.pruners.NopPruner,
 }
 SINGLE_OBJECTIVE = ("cmaes",)
+MAX_GRID = 100_000  # points the grid sampler lists (in every worker): a fine step makes billions
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,14 @@ def parse_sampler(raw: Any, where: str, n_objectives: int, space: list[Param]) -
         raise ConfigError(f"sampler: {name} handles one objective; use nsga2 or tpe", where)
     if name == "grid":
         for p in space:
-            if p.grid() is None:
+            if p.grid_len() is None:
                 raise ConfigError(f"space.{p.path}: the grid sampler needs a `step`", where)
+        if grid_size(space) > MAX_GRID:
+            raise ConfigError(
+                f"sampler: a grid of {grid_size(space)} points (at most {MAX_GRID}); use a "
+                "coarser step or another sampler",
+                where,
+            )
     spec = SamplerSpec(name, seed, options)
     try:
         make_sampler(spec, space)  # options of the wrong type fail here, not in a worker
@@ -128,5 +135,5 @@ def make_pruner(spec: PrunerSpec) -> Any:
 def grid_size(space: list[Param]) -> int:
     size = 1
     for p in space:
-        size *= len(p.grid() or [])
+        size *= p.grid_len() or 0
     return size

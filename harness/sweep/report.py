@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..errors import HarnessError
 from .storage import open_storage
 
@@ -107,8 +108,9 @@ def write_plots(study: Any, names: list[str], folder: Path, rep: SweepReport) ->
     from optuna.visualization import matplotlib as ovm
 
     jobs: list[tuple[str, Any]] = []
-    for i, name in enumerate(names):
-        jobs.append((f"history_{name}.png", lambda i=i, name=name: ovm.plot_optimization_history(
+    for i, name in enumerate(names):  # names come from sweep.json: a file name only via a slug
+        jobs.append((f"history_{paths.safe_slug(name)}.png",
+                     lambda i=i, name=name: ovm.plot_optimization_history(
             study, target=(lambda t: t.values[i]) if len(names) > 1 else None,
             target_name=name)))  # fmt: skip
     jobs.append(("importances.png", lambda: ovm.plot_param_importances(

@@ -48,6 +48,16 @@ class Param:
                                      log=self.log)  # fmt: skip
         return trial.suggest_float(self.path, self.low, self.high, step=self.step, log=self.log)
 
+    def grid_len(self) -> int | None:
+        """len(self.grid()), without listing it (a fine step makes billions of points)."""
+        if self.kind == "categorical":
+            return len(self.choices)
+        if self.kind == "int":
+            return len(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            return None
+        return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+
     def grid(self) -> list[Any] | None:
         """Every value, for the grid sampler; None for a continuous range."""
         if self.kind == "categorical":

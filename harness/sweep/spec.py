@@ -115,8 +115,9 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     storage = raw.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise ConfigError(f"storage: expected a URL or a path, got {storage!r}", where)
+    study = raw.get("study")  # a folder under --out: a chosen name is refused when unsafe
     spec = SweepSpec(
-        study=str(raw.get("study") or path.stem),
+        study=paths.check_name(study, "study", where) if study else paths.safe_slug(path.stem),
         description=str(raw.get("description") or ""),
         path=path,
         experiment=find_experiment(raw["experiment"], path),

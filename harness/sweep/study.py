@@ -90,7 +90,7 @@ def run_sweep(
     processes (`argv`: the command that starts one, without --workers)."""
     from ..metrics.suite import load_suite, resolve_features
 
-    root = Path(out) / spec.study
+    root = paths.inside(out, Path(out) / spec.study)  # spec.study is a checked slug
     storage = storage or os.environ.get(STORAGE_ENV) or None
     url = resolve_url(storage or spec.storage, root)
     suite = load_suite(spec.suite)
