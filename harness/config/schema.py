@@ -194,6 +194,10 @@ class SampleConfig:
     batch_size: int = bounded(64, min=1)
     # DDIM eta of image variations (diversity metric); 0 reconstructs the source exactly.
     variation_eta: float = knob(1.0, min=0.0)
+    # Keys every sampling noise stream together with the experiment seed and the caption
+    # (common random numbers: diffusion/noise.py). Changing only this gives an A/A check: the
+    # same trained stages, other noise.
+    seed: int = knob(0, range=SEED_RANGE)
 
 
 def _evaluator_clip() -> ClipConfig:
