@@ -235,3 +235,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0  # set per run from the experiment's `seeds:`; every trained stage uses it
+    # ... except where the experiment names `seed_stages:`: only those stages retrain per
+    # seed; the others keep `first_seed` (the experiment's first), trained once and shared.
+    seed_stages: list[str] | None = None
+    first_seed: int = 0
