@@ -24,6 +24,7 @@ from .cache import StageCache
 from .config import Config, Experiment
 from .data import build_source
 from .data.images import to_uint8
+from .diffusion.noise import NoiseStreams
 from .embeddings import compute_embeddings
 from .errors import HarnessError
 from .pipeline import Pipeline, reads_key
@@ -105,7 +106,6 @@ class Runner:
         def generate(tmp: Path) -> dict[str, Any]:
             emb = compute_embeddings(pipe.clip, res.dirs[CLIP.name], cfg.data, suite.split)
             n = min(suite.n_samples, len(emb))
-            g = torch.Generator().manual_seed(cfg.seed)
             chunks, z_chunks = [], []
             bs = cfg.sample.batch_size
             start = time.perf_counter()
@@ -116,7 +116,7 @@ class Runner:
                     torch.from_numpy(np.array(emb.text_enc[lo:hi], np.float32)),
                     torch.from_numpy(np.array(emb.text_mask[lo:hi])),
                     torch.from_numpy(np.array(emb.tokens[lo:hi])),
-                    g,
+                    NoiseStreams.of(cfg.seed, cfg.sample.seed, range(lo, hi)),
                 )
                 chunks.append(to_uint8_np(out["images"]))
                 if out["z_i"] is not None:
@@ -145,9 +145,11 @@ class Runner:
             source = build_source(cfg.data, suite.split)
             n = min(suite.diversity_sources, len(source))
             src = torch.stack([source[i][0] for i in range(n)])  # uint8 (S, 3, H, W)
-            g = torch.Generator().manual_seed(cfg.seed + 1)
+            m = suite.diversity_variations
+            rows = [(i, k) for i in range(n) for k in range(m)]  # variation k of source i
+            streams = NoiseStreams(cfg.seed, cfg.sample.seed, rows, purpose="variation")
             start = time.perf_counter()
-            var = pipe.vary(src, suite.diversity_variations, None, g)  # at variation_eta
+            var = pipe.vary(src, m, None, streams)  # at variation_eta
             np.save(tmp / "sources.npy", src.numpy())
             np.save(tmp / "variations.npy", to_uint8_np(var))
             write_json_atomic(tmp / METRICS_FILE, {"seconds": time.perf_counter() - start})

@@ -22,6 +22,7 @@ from torch import Tensor
 from .config import Config
 from .config.hashing import digest, value_at
 from .data.images import resize, to_model
+from .diffusion.noise import Noise, NoiseStreams, as_noise
 from .stages.graph import CLIP, DECODER, PRIOR, UPSAMPLERS
 from .stages.prior import sample_z_i
 
@@ -40,6 +41,16 @@ class Reads:
 
 
 IMAGE_STAGES = (DECODER.name, *(u.name for u in UPSAMPLERS))
+# Where a pipeline call draws its noise: common random numbers (NoiseStreams: each stage its
+# own stream per caption row) or one torch.Generator shared by every stage in turn.
+Rng = NoiseStreams | torch.Generator | None
+
+
+def stage_noise(rng: Rng, stage: str) -> Noise:
+    """The noise source of `stage` for this call."""
+    return rng.stage(stage) if isinstance(rng, NoiseStreams) else as_noise(rng)
+
+
 # Sampling knobs no cached entry point reads (each must say why); none today.
 UNUSED_KNOBS: dict[str, str] = {}
 
@@ -55,26 +66,29 @@ class Pipeline:
     READS = {
         # captions -> images: the prior kind's knobs, the decoder's and the cascade's
         "generate": Reads(
-            (CLIP.name, PRIOR.name, *IMAGE_STAGES), ("prior", "decoder", "upsamplers")
+            (CLIP.name, PRIOR.name, *IMAGE_STAGES),
+            ("prior", "decoder", "upsamplers", "sample.seed"),
         ),
         # Unguided DDIM over ddim{decoder.steps} at variation_eta: the decoder's guidance
         # scale, eta and sampler do not reach it, so arms over those share variations.
         "vary": Reads(
-            (CLIP.name, *IMAGE_STAGES), ("decoder.steps", "upsamplers", "sample.variation_eta")
+            (CLIP.name, *IMAGE_STAGES),
+            ("decoder.steps", "upsamplers", "sample.variation_eta", "sample.seed"),
         ),
     }
 
     def prior_z_i(
-        self, z_t: Tensor, text_enc: Tensor, text_mask: Tensor, generator: torch.Generator
+        self, z_t: Tensor, text_enc: Tensor, text_mask: Tensor, rng: Rng
     ) -> Tensor | None:
         """(B, D) z_i for the captions (None: the decoder's null z_i, `caption_only`)."""
-        return sample_z_i(self.cfg, self.prior, z_t, text_enc, text_mask, generator=generator)
+        noise = stage_noise(rng, PRIOR.name)
+        return sample_z_i(self.cfg, self.prior, z_t, text_enc, text_mask, generator=noise)
 
     def decode(
         self,
         z_i: Tensor | None,
         tokens: Tensor | None,
-        generator: torch.Generator,
+        rng: Rng,
         noise: Tensor | None = None,
         eta: float | None = None,
     ) -> Tensor:
@@ -87,17 +101,18 @@ class Pipeline:
             d.eta if eta is None else eta,
             d.steps,
             noise=noise,
-            generator=generator,
+            generator=stage_noise(rng, DECODER.name),
             sampler=d.sampler,
         )
 
-    def upsample(self, x: Tensor, generator: torch.Generator) -> Tensor:
+    def upsample(self, x: Tensor, rng: Rng) -> Tensor:
         """Run the cascade: (B, 3, r, r) -> (B, 3, R, R) in [-1, 1], each upsampler with
         the sampling knobs of this config's section (a module is shared by every arm with
         its stage key, whatever steps and eta those arms sample with)."""
-        sections = [s.recipe.config(self.cfg) for s in UPSAMPLERS if s.enabled(self.cfg)]
-        for up, knobs in zip(self.upsamplers, sections, strict=True):
-            x = up.sample(x, knobs.steps, knobs.eta, generator=generator)
+        stages = [s for s in UPSAMPLERS if s.enabled(self.cfg)]
+        for up, stage in zip(self.upsamplers, stages, strict=True):
+            knobs = stage.recipe.config(self.cfg)
+            x = up.sample(x, knobs.steps, knobs.eta, generator=stage_noise(rng, stage.name))
         return x
 
     def generate(
@@ -106,12 +121,14 @@ class Pipeline:
         text_enc: Tensor,
         text_mask: Tensor,
         tokens: Tensor,
-        generator: torch.Generator,
+        rng: Rng,
     ) -> dict[str, Tensor | None]:
-        """Captions (as CLIP encodings and tokens) -> z_i, the decoder's image, the final one."""
-        z_i = self.prior_z_i(z_t, text_enc, text_mask, generator)
-        low = self.decode(z_i, tokens, generator)
-        return {"z_i": z_i, "low": low, "images": self.upsample(low, generator)}
+        """Captions (as CLIP encodings and tokens) -> z_i, the decoder's image, the final one.
+        With NoiseStreams every stage draws from its own per-caption stream, so arms that
+        differ only upstream of a stage share that stage's noise."""
+        z_i = self.prior_z_i(z_t, text_enc, text_mask, rng)
+        low = self.decode(z_i, tokens, rng)
+        return {"z_i": z_i, "low": low, "images": self.upsample(low, rng)}
 
     @property
     def latent_steps(self) -> str:
@@ -136,9 +153,7 @@ class Pipeline:
         diffusion = d.diffusion.respaced(self.latent_steps)
         return z_i, diffusion.ddim_invert(d.net, x0, refine=INVERT_REFINE, **cond)
 
-    def decode_latent(
-        self, z_i: Tensor, x_t: Tensor, eta: float, generator: torch.Generator
-    ) -> Tensor:
+    def decode_latent(self, z_i: Tensor, x_t: Tensor, eta: float, rng: Rng) -> Tensor:
         """Decode (z_i (B, D), inverted x_T (B, 3, r, r)) unguided, as inverted, over the same
         respacing; eta = 0 reconstructs. Then the upsampler cascade -> (B, 3, R, R).
         No x0 clipping: the inversion never clipped (measured 34.0 dB without, 23.0 with)."""
@@ -149,19 +164,20 @@ class Pipeline:
             eta,
             self.latent_steps,
             noise=x_t,
-            generator=generator,
+            generator=stage_noise(rng, DECODER.name),
             clip_denoised=False,
         )
-        return self.upsample(low, generator)
+        return self.upsample(low, rng)
 
-    def vary(self, images: Tensor, n: int, eta: float | None, generator: torch.Generator) -> Tensor:
+    def vary(self, images: Tensor, n: int, eta: float | None, rng: Rng) -> Tensor:
         """n variations of each image: decode its inverted (z_i, x_T) with DDIM at `eta`
-        (None: sample.variation_eta; 0 reconstructs). -> (B, n, 3, R, R) in [-1, 1]."""
+        (None: sample.variation_eta; 0 reconstructs). -> (B, n, 3, R, R) in [-1, 1].
+        With NoiseStreams, pass B n rows: variation k of image b is row b n + k."""
         eta = self.cfg.sample.variation_eta if eta is None else eta
         z_i, x_t = self.invert(images)
         z = z_i.repeat_interleave(n, dim=0)  # (B n, D)
         noise = x_t.repeat_interleave(n, dim=0)  # (B n, 3, r, r)
-        out = self.decode_latent(z, noise, eta, generator)
+        out = self.decode_latent(z, noise, eta, rng)
         return out.reshape(len(images), n, *out.shape[1:])
 
 

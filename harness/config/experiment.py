@@ -7,6 +7,7 @@ plugins: [my_prior.py]        # optional: files (or modules) that register prior
                               # data sources, imported before validation (harness/plugins.py)
 metrics: quick                # metrics/quick.yaml
 seeds: [0]
+seed_stages: [prior]          # optional: only these stages retrain per seed
 ablate:                       # product of axes
   prior.kind: [diffusion, ar, caption_only, text_embedding]
   guidance:                   # a value may be a dict of coupled keys (+ optional label)
@@ -40,8 +41,11 @@ from .validate import (
 )
 from .yaml_file import read_yaml
 
-EXPERIMENT_KEYS = ("name", "description", "base", "metrics", "seeds", "ablate", "plugins")
-SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "seed")
+EXPERIMENT_KEYS = (
+    "name", "description", "base", "metrics", "seeds", "seed_stages", "ablate", "plugins",
+)  # fmt: skip
+RUN_FIELDS = ("seed", "seed_stages", "first_seed")  # set per run, not config sections
+SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in RUN_FIELDS)
 MAX_ARMS = 4096  # the product of the axes; prior_ablation has 8
 
 
@@ -72,10 +76,12 @@ class Experiment:
     arms: list[Arm]
     overrides: list[str] = field(default_factory=list)
     plugins: list[str] = field(default_factory=list)  # resolved paths / module names
+    seed_stages: list[str] | None = None  # stages retrained per seed (None: every stage)
 
     def config(self, arm: Arm, seed: int) -> Config:
         cfg = build(Config, deep_merge(self.settings, arm.settings))
-        cfg.seed = seed
+        cfg.seed, cfg.first_seed = seed, self.seeds[0]
+        cfg.seed_stages = None if self.seed_stages is None else list(self.seed_stages)
         check_config(cfg, str(self.path or "<experiment>"))
         return cfg
 
@@ -262,6 +268,18 @@ def check_folders(arms: list[Arm], where: str) -> None:
             )
 
 
+def check_seed_stages(names: Any, where: str) -> list[str] | None:
+    """`seed_stages: [prior]`: a list of stage names (checked against the stage graph in
+    stages/checks.py, which this layer cannot import)."""
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"seed_stages: expected a list of stage names, got {names!r}", where)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"seed_stages: repeated stage in {names}", where)
+    return list(names)
+
+
 def check_seeds(seeds: Any, where: str) -> list[int]:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -316,6 +334,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         path=path,
         metrics=check_metrics(merged.get("metrics", "quick"), where),
         seeds=check_seeds(merged.get("seeds", [0]), where),
+        seed_stages=check_seed_stages(merged.get("seed_stages"), where),
         settings=settings,
         axes=axes,
         arms=arms,

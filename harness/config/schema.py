@@ -194,6 +194,10 @@ class SampleConfig:
     batch_size: int = bounded(64, min=1)
     # DDIM eta of image variations (diversity metric); 0 reconstructs the source exactly.
     variation_eta: float = knob(1.0, min=0.0)
+    # Keys every sampling noise stream together with the experiment seed and the caption
+    # (common random numbers: diffusion/noise.py). Changing only this gives an A/A check: the
+    # same trained stages, other noise.
+    seed: int = knob(0, range=SEED_RANGE)
 
 
 def _evaluator_clip() -> ClipConfig:
@@ -231,3 +235,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0  # set per run from the experiment's `seeds:`; every trained stage uses it
+    # ... except where the experiment names `seed_stages:`: only those stages retrain per
+    # seed; the others keep `first_seed` (the experiment's first), trained once and shared.
+    seed_stages: list[str] | None = None
+    first_seed: int = 0

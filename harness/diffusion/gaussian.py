@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .noise import Noise, as_noise
 from .sampling import Clip, Model, Sampling
 from .schedules import space_timesteps
 
@@ -131,8 +132,10 @@ class GaussianDiffusion(Sampling):
         """Map this diffusion's indices (B,) to the original timesteps the network knows."""
         return self._table(self.timestep_map, t.device)[t]
 
-    def _randn(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    def _randn(self, x: Tensor, noise: Noise | torch.Generator | None) -> Tensor:
+        """Sampling noise shaped like x, drawn on the CPU by its source and moved to x's
+        device (noise.py: the same draws on every device, CRN streams per row)."""
+        return as_noise(noise).randn(x.shape, x.device, x.dtype)
 
     # ------------------------------------------------------- forward process
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
@@ -198,8 +201,8 @@ class GaussianDiffusion(Sampling):
         b = x0.shape[0]
         if t is None:
             t = torch.randint(0, self.num_timesteps, (b,), generator=generator, device=x0.device)
-        if noise is None:
-            noise = self._randn(x0, generator)
+        if noise is None:  # training draws on the device itself (speed, and it never crosses)
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         out = model(self.q_sample(x0, t, noise), self.model_t(t), **cond)
         err = (out - self.training_target(x0, noise, t)) ** 2
         return err.reshape(b, -1).mean(dim=1)
@@ -232,7 +235,7 @@ class GaussianDiffusion(Sampling):
         x_t: Tensor,
         t: int | Tensor,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
         clip_denoised: Clip = True,
         **cond: Any,
     ) -> Tensor:
@@ -250,7 +253,7 @@ class GaussianDiffusion(Sampling):
         t: int | Tensor,
         eta: float = 0.0,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
         clip_denoised: Clip = True,
         **cond: Any,
     ) -> Tensor:

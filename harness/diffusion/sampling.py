@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .noise import Noise, as_noise
+
 Model = Callable[..., Tensor]  # model(x_t, t, **cond) -> output
 # False/None: no clipping; True: clip predicted x0 to [-1, 1]; (lo, hi): clip to that range.
 Clip = bool | tuple[float, float] | None
@@ -44,26 +46,26 @@ class Sampling:
         self,
         shape: Sequence[int],
         noise: Tensor | None,
-        generator: torch.Generator | None,
+        generator: Noise | torch.Generator | None,
         device: torch.device | str | None,
         dtype: torch.dtype | None,
     ) -> Tensor:
+        """x_T: the given noise, else drawn by the noise source (on the CPU; noise.py) and
+        moved to `device` (default: a generator's own device, else the CPU)."""
         if noise is not None:
             if tuple(noise.shape) != tuple(shape):
                 raise ValueError(f"noise shape {tuple(noise.shape)} != {tuple(shape)}")
             return noise
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        return torch.randn(
-            tuple(shape), generator=generator, device=device, dtype=dtype or torch.float32
-        )
+        if device is None and isinstance(generator, torch.Generator):
+            device = generator.device
+        return as_noise(generator).randn(shape, device or "cpu", dtype or torch.float32)
 
     def ddpm_sample(
         self,
         model: Model,
         shape: Sequence[int],
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
         clip_denoised: Clip = True,
         progress: bool = False,
         device: torch.device | str | None = None,
@@ -84,7 +86,7 @@ class Sampling:
         shape: Sequence[int],
         eta: float = 0.0,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
         clip_denoised: Clip = True,
         progress: bool = False,
         device: torch.device | str | None = None,

@@ -24,6 +24,9 @@ from .stage import Stage, StageContext
 def check_experiment(exp: Experiment) -> None:
     """ConfigError (one line: file or axis value, dotted key, what) for the first problem."""
     built: dict[tuple[str, str], Any] = {}  # (stage, key) -> meta module, shared by arms
+    for name in exp.seed_stages or []:
+        if name not in STAGES:
+            raise ConfigError(f"seed_stages: {STAGES.unknown(name)}", str(exp.path))
     for arm in exp.arms:
         cfg = exp.config(arm, exp.seeds[0])  # the nets do not depend on the seed
         check_registered(cfg, exp, arm)

@@ -27,6 +27,7 @@ from ..config.hashing import training_fields
 from ..data import build_source
 from ..data.images import resize, to_model, to_uint8
 from ..diffusion import GaussianDiffusion, betas_for, guided
+from ..diffusion.noise import Noise
 from ..errors import ArgumentError
 from ..nets.text_encoder import CLIP_VOCAB, TextEncoder
 from ..nets.unet import UNet
@@ -180,7 +181,7 @@ class DecoderStage(pl.LightningModule):
         eta: float,
         steps: int | str,  # K, or "ddimK" (see GaussianDiffusion.respaced)
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
         sampler: str = "ddim",
         clip_denoised: bool = True,
     ) -> Tensor:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..config import Config, PriorConfig
 from ..config.hashing import training_fields
+from ..diffusion.noise import Noise
 from ..registry import PRIOR_KINDS
 from .common import with_schedule
 from .stage import Fit, FitRun, Recipe, StageContext, clip_embeddings
@@ -153,7 +154,7 @@ class PriorKind:
         z_t: Tensor,
         text_enc: Tensor,
         text_mask: Tensor,
-        generator: torch.Generator | None,
+        generator: Noise | torch.Generator | None,
     ) -> Tensor | None:
         """(B, D) L2-normalised z_i (None: the decoder's null z_i), with p's sampling knobs.
         z_t (B, D), text_enc (B, L, Wt), text_mask (B, L) bool, from the conditioning CLIP."""
@@ -173,7 +174,7 @@ class TrainedPrior(PriorKind):
         z_t: Tensor,
         text_enc: Tensor,
         text_mask: Tensor,
-        generator: torch.Generator | None,
+        generator: Noise | torch.Generator | None,
     ) -> Tensor | None:
         if not isinstance(prior, self.module):
             got = None if prior is None else type(prior).__name__
@@ -196,7 +197,7 @@ class CaptionOnly(PriorKind):
         z_t: Tensor,
         text_enc: Tensor,
         text_mask: Tensor,
-        generator: torch.Generator | None,
+        generator: Noise | torch.Generator | None,
     ) -> Tensor | None:
         return None
 
@@ -211,7 +212,7 @@ class TextEmbedding(PriorKind):
         z_t: Tensor,
         text_enc: Tensor,
         text_mask: Tensor,
-        generator: torch.Generator | None,
+        generator: Noise | torch.Generator | None,
     ) -> Tensor | None:
         return F.normalize(z_t.float(), dim=-1)
 
@@ -226,7 +227,7 @@ def sample_z_i(
     z_t: Tensor,
     text_enc: Tensor,
     text_mask: Tensor,
-    generator: torch.Generator | None = None,
+    generator: Noise | torch.Generator | None = None,
 ) -> Tensor | None:
     """z_i for a batch of captions under `cfg.prior.kind` (see PriorKind.sample_z_i)."""
     return kind_of(cfg).sample_z_i(cfg.prior, prior, z_t, text_enc, text_mask, generator)

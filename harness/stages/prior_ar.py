@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import PriorConfig
+from ..diffusion.noise import Noise, as_noise
 from ..errors import ArgumentError
 from ..nets.prior_transformer import ARPriorNet
 from .prior import Embeddings, PriorStage
@@ -137,20 +138,32 @@ def percentile_floor(probs: Tensor, percentile: float) -> Tensor:
 def draw(
     logits: Tensor,
     temperature: float,
-    generator: torch.Generator | None,
+    generator: Noise | torch.Generator | None,
     allowed: Tensor | None = None,
 ) -> Tensor:
-    """Sample (B,) from logits (B, n) at `temperature` (0: argmax), restricted to `allowed`."""
+    """Sample (B,) from logits (B, n) at `temperature` (0: argmax), restricted to `allowed`.
+
+    By inverse CDF on one uniform per row from the noise source (not torch.multinomial): a
+    row's token then depends only on its own stream (common random numbers, noise.py) and
+    the uniforms are drawn on the CPU whatever the logits' device."""
     if allowed is not None:
         logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, n)
+    cdf = probs.cumsum(-1)
+    u = as_noise(generator).rand((logits.shape[0], 1), cdf.device, cdf.dtype) * cdf[:, -1:]
+    pick = (cdf <= u).sum(-1)  # the first bin whose cdf exceeds u
+    bins = torch.arange(probs.shape[-1], device=probs.device)
+    last = ((probs > 0) * bins).amax(-1)  # rounding may put u at the total: stay on mass
+    return torch.minimum(pick, last)
 
 
 def draw_dot(
-    logits: Tensor, percentile: float, temperature: float, generator: torch.Generator | None = None
+    logits: Tensor,
+    percentile: float,
+    temperature: float,
+    generator: Noise | torch.Generator | None = None,
 ) -> Tensor:
     """The dot token (B,): the predicted distribution (at temperature 1) restricted to the bins
     at or above its percentile-th quantile, renormalised, then sampled at `temperature`.
@@ -233,7 +246,7 @@ class ARPrior(PriorStage):
         text_enc: Tensor,
         text_mask: Tensor,
         cfg: PriorConfig,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
     ) -> Tensor:
         """z_t (B, D), text_enc (B, L, Wt), text_mask (B, L) -> z_i (B, D) L2-normalised.
 

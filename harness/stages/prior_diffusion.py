@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..config import PriorConfig
 from ..diffusion import GaussianDiffusion, betas_for, guided
+from ..diffusion.noise import Noise
 from ..nets.prior_transformer import DiffusionPriorNet
 from .prior import PriorStage, best_of
 
@@ -52,7 +53,7 @@ class DiffusionPrior(PriorStage):
         text_enc: Tensor,
         text_mask: Tensor,
         cfg: PriorConfig,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
     ) -> Tensor:
         """z_t (B, D), text_enc (B, L, Wt), text_mask (B, L) -> z_i (B, D) L2-normalised."""
         n, (b, d) = cfg.candidates, z_t.shape

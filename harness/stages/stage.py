@@ -11,6 +11,7 @@ evaluate, one atomic model.pt with the training fields (stages/checkpoint.py), m
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,6 +145,11 @@ class Stage:
         return self.recipe.section
 
     def seed(self, cfg: Config) -> int:
+        """The stage's training seed: its config's, except that a stage the experiment does
+        not name in `seed_stages:` keeps the first seed (one training shared by all seeds)."""
+        if self.recipe.seed_key == "seed" and cfg.seed_stages is not None:
+            if self.name not in cfg.seed_stages:
+                return int(cfg.first_seed)
         return int(value_at(cfg, self.recipe.seed_key))
 
     def enabled(self, cfg: Config) -> bool:
@@ -159,7 +165,11 @@ class Stage:
         return digest(self.name, *parts, self.seed(cfg), world(cfg))
 
     def context(self, ctx: StageContext) -> StageContext:
+        """ctx for this stage: its name, and cfg.seed set to the stage's own training seed
+        (a stage shared across `seeds:` trains, evaluates and keys under the first one)."""
         ctx.stage = self.name
+        if self.recipe.seed_key == "seed" and ctx.cfg.seed != self.seed(ctx.cfg):
+            ctx.cfg = dataclasses.replace(ctx.cfg, seed=self.seed(ctx.cfg))
         return ctx
 
     def train(self, ctx: StageContext) -> nn.Module:

@@ -27,6 +27,7 @@ from ..config.hashing import training_fields, value_at
 from ..data.images import resize, to_model, to_uint8
 from ..degradations import degrade
 from ..diffusion import GaussianDiffusion, betas_for
+from ..diffusion.noise import Noise, as_noise
 from ..nets.unet import UNet
 from .common import with_schedule
 from .decoder import stage_images
@@ -117,21 +118,23 @@ class UpsamplerStage(pl.LightningModule):
         steps: int,
         eta: float,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Noise | torch.Generator | None = None,
     ) -> Tensor:
         """low (B, 3, r, r) in [-1, 1] -> (B, 3, R, R) in [-1, 1] by DDIM over `steps`,
-        in chunks of CHUNK_PIXELS (each chunk draws its noise from `generator` in turn)."""
+        in chunks of CHUNK_PIXELS (each chunk draws from its rows of the noise source: a
+        generator's draws in turn, a CRN stream's own rows)."""
         if low.shape[-1] != self.low_resolution:
             raise ValueError(f"expected {self.low_resolution} px input, got {low.shape[-1]} px")
         r = self.cfg.resolution
         size = max(1, CHUNK_PIXELS // (r * r))
         diffusion = self.diffusion.respaced(steps)
-        out = []
+        out, source = [], as_noise(generator)
         for lo in range(0, len(low), size):
             up = resize(low[lo : lo + size].to(self.device, torch.float32), r).clamp(-1, 1)
             eps = None if noise is None else noise[lo : lo + size]
             residual = diffusion.ddim_sample(
-                self.net, up.shape, eta=eta, noise=eps, generator=generator, device=self.device,
+                self.net, up.shape, eta=eta, noise=eps, generator=source.rows(lo, lo + size),
+                device=self.device,
                 low=up, clip_denoised=(-2.0, 2.0),  # the residual's range
             )  # fmt: skip
             out.append((up + residual).clamp(-1, 1))  # (b, 3, R, R)
