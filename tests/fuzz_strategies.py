@@ -14,6 +14,7 @@ import yaml
 from hypothesis import strategies as st
 
 from harness.config.experiment import EXPERIMENT_KEYS
+from harness.config.experiment import SECTIONS as CONFIG_SECTIONS
 from harness.config.schema import Config
 from harness.config.validate import hints
 from harness.sweep.spec import SWEEP_KEYS
@@ -105,6 +106,8 @@ def dotted_keys() -> list[str]:
 
     def walk(cls: type, prefix: str) -> None:
         for f in dataclasses.fields(cls):
+            if not prefix and f.name in ("seed_stages", "first_seed"):
+                continue  # run fields set from `seed_stages:` / `seeds:`, not config keys
             tp = hints(cls)[f.name]
             out.append(prefix + f.name)
             if dataclasses.is_dataclass(tp):
@@ -141,7 +144,7 @@ seeds = often(
     st.lists(st.integers(0, 9), min_size=1, max_size=3),
     st.lists(st.integers(-2, 2**33), max_size=3) | st.integers(-1, 5) | anything,
 )
-SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "seed"]
+SECTIONS = list(CONFIG_SECTIONS)
 TOP = [*EXPERIMENT_KEYS, *SECTIONS]
 SPLICE = [":", "-", " ", "\n", "{", "[", "'", "#", "\t", "&a", "*a", "!!int ", "${"]
 
@@ -155,6 +158,8 @@ plugins = often(
 TOP_VALUES = {"name": often(st.sampled_from(["exp", "a-b_1", "x.y"]), text), "description": text,
               "base": often(st.just(str(MICRO)), text, n=2), "metrics": text, "seeds": seeds,
               "ablate": ablate, "plugins": plugins,
+              "seed_stages": often(st.lists(st.sampled_from(["prior", "decoder", "prio"])),
+                                   anything),
               **{s: typed(hints(Config)[s]) for s in SECTIONS}}  # fmt: skip
 
 
