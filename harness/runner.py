@@ -254,7 +254,6 @@ class ExperimentRun(Runner):
 
     def score(self, cfg: Config, ev: Any, samples: Path, varied: Path | None, suite: Any) -> dict:
         from .data import build_source
-        from .metrics.compositional import claim_of
         from .metrics.score import data_reference, feature_net, score_images
 
         images = torch.from_numpy(np.load(samples / "images.npy"))
@@ -267,8 +266,8 @@ class ExperimentRun(Runner):
             )
         source = build_source(cfg.data, suite.split)
         claims = None
-        if ev.classifier is not None and hasattr(source, "attributes"):
-            claims = [claim_of(a) for a in source.attributes[: len(images)]]
+        if ev.classifier is not None and hasattr(source, "claims"):
+            claims = list(source.claims[: len(images)])  # what each caption states (issue 20)
         variations = None
         if varied is not None:
             variations = (

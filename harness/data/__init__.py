@@ -161,8 +161,9 @@ def build_source(cfg: DataConfig, split: str, resolution: int | None = None) -> 
         from .shapes import ShapesDataset, ShapesSpec
 
         spec = ShapesSpec(
-            resolution=res, max_objects=cfg.max_objects, min_objects=cfg.min_objects, seed=cfg.seed
-        )
+            resolution=res, max_objects=cfg.max_objects, min_objects=cfg.min_objects, seed=cfg.seed,
+            caption_detail=cfg.caption_detail,
+        )  # fmt: skip
         return ShapesDataset(split, n, spec)
     if cfg.source == "folder":
         from .folder import FolderSource
