@@ -24,7 +24,14 @@ from harness.data.shapes import (
     ShapesSpec,
     split_of,
 )
-from harness.data.shapes_captions import Claim, canonical, caption_text, claim_of, parse_caption
+from harness.data.shapes_captions import (
+    Claim,
+    canonical,
+    caption_text,
+    claim_of,
+    parse_caption,
+    relation,
+)
 from harness.metrics.compositional import recall, satisfies, targets_as_cells
 from tests.conftest import run_cli
 
@@ -208,3 +215,34 @@ def test_caption_detail_through_the_cli(write_yaml) -> None:
     assert out.returncode == 0, out.stderr
     for level in ("1.0", "0.6", "0.3"):
         assert f"caption_detail={level}" in out.stdout, out.stdout
+
+
+def _old_satisfies(cells: np.ndarray, claim: Claim) -> bool:
+    """The full-detail rule before issue 20: exact count, full objects, cell or relation."""
+    found = [(s, c, z, i) for i, (s, c, z) in enumerate(cells.tolist()) if s >= 0]
+    if len(found) != len(claim.objects):
+        return False
+    for perm in itertools.permutations(found):
+        if all(f[:3] == o[:3] and o[3] in (-1, f[3]) for f, o in zip(perm, claim.objects)):  # noqa: B905
+            try:
+                if claim.relation is None or relation(perm[0][3], perm[1][3]) == claim.relation:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def test_full_detail_scores_as_before_on_noisy_samples() -> None:
+    ds = ShapesDataset("test", 300, _spec(1.0))
+    rng = np.random.default_rng(0)
+    cells = targets_as_cells(ds.attributes)
+    noise = rng.random(cells.shape) < 0.08  # a classifier that misreads some cells
+    cells = np.where(noise, rng.integers(-1, 4, cells.shape), cells)
+    cells[..., 1:] = np.where(cells[..., :1] < 0, -1, np.maximum(cells[..., 1:], 0))
+    old = [_old_satisfies(c, claim) for c, claim in zip(cells, ds.claims, strict=True)]
+    assert 0.2 < np.mean(old) < 0.9  # a mix of hits and misses
+    assert old == [satisfies(c, claim) for c, claim in zip(cells, ds.claims, strict=True)]
+    for c, claim in zip(cells, ds.claims, strict=True):
+        found = Counter(tuple(r) for r in c.tolist() if r[0] >= 0)
+        stated = Counter(o[:3] for o in claim.objects)
+        assert recall(c, claim) == sum((found & stated).values()) / len(claim.objects)
