@@ -24,7 +24,7 @@ import torch
 from harness.config import Config, DataConfig
 from harness.data import build_source
 from harness.metrics import fid
-from harness.metrics.compositional import cached_classifier, claim_of
+from harness.metrics.compositional import cached_classifier
 from harness.metrics.score import Evaluators, default_cache_dir, load_evaluator, score_images
 from harness.metrics.suite import load_suite
 
@@ -81,7 +81,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = fid.Reference.of(fid.extract(fid.ClipFeatures(clip), as_tensor(val)))
     t_ref = time.perf_counter() - t0
-    images, claims = as_tensor(test), [claim_of(r) for r in test.attributes]
+    images, claims = as_tensor(test), list(test.claims)  # what each caption states
     variations = variations_of(images, suite)
     t0 = time.perf_counter()
     fid.extract(fid.ClipFeatures(clip), images, suite.batch_size)

@@ -23,7 +23,7 @@ from .atomic import write_json_atomic
 from .config import Arm, Config, load_experiment
 from .data import build_source, source_of
 from .errors import HarnessError
-from .metrics.compositional import cached_classifier, claim_of
+from .metrics.compositional import cached_classifier
 from .metrics.score import Evaluators, data_reference, feature_net, score_images
 from .metrics.suite import load_suite, resolve_features
 from .paths import inside
@@ -73,8 +73,8 @@ class ExperimentRun(Runner):
             )
         source = build_source(cfg.data, suite.split)
         claims = None
-        if ev.classifier is not None and hasattr(source, "attributes"):
-            claims = [claim_of(a) for a in source.attributes[: len(images)]]
+        if ev.classifier is not None and hasattr(source, "claims"):
+            claims = list(source.claims[: len(images)])  # what each caption states (issue 20)
         variations = None
         if varied is not None:
             variations = (

@@ -19,11 +19,7 @@ from harness.config import ClipConfig, Config, DataConfig, EvalConfig
 from harness.data import build_source
 from harness.errors import HarnessError
 from harness.metrics import uncertainty as U
-from harness.metrics.compositional import (
-    cached_classifier,
-    claim_of,
-    classifier_key,
-)
+from harness.metrics.compositional import cached_classifier, classifier_key
 from harness.metrics.score import Evaluators, score_folders, score_images
 from harness.metrics.suite import load_suite, parse_suite
 from harness.stages import graph
@@ -53,7 +49,7 @@ def world(tmp_path_factory) -> dict:
         "ev": Evaluators(clip=clip, classifier=classifier),
         "images": torch.from_numpy(test.images).permute(0, 3, 1, 2).contiguous(),
         "captions": test.captions,
-        "claims": [claim_of(r) for r in test.attributes],
+        "claims": list(test.claims),  # what each caption states (issue 20)
         "reference": torch.from_numpy(val.images).permute(0, 3, 1, 2).contiguous(),
     }
 

@@ -1,9 +1,10 @@
 """Embedded default dataset ``shapes``: procedurally drawn, captioned scenes of 1-3 objects.
 
 Each object has a shape, colour, size and a cell of a 3x3 grid; captions come from templates
-with spatial relations. Splits are disjoint by construction: every scene's *canonical
-description* (the caption's content, independent of template and of object order) is hashed
-into train/val/test buckets, and each split keeps only the scenes that hash to it.
+with spatial relations and state all of it, or at ``caption_detail`` < 1 a random part of it
+(shapes_captions.py). Splits are disjoint by construction: every caption's *canonical
+content* (what it states, independent of template and of object order) is hashed into
+train/val/test buckets, and each split keeps only the scenes whose caption hashes to it.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset
 
-SHAPES = ("circle", "square", "triangle", "diamond")
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
-SIZES = ("small", "large")
-POSITIONS = (
-    "top left",
-    "top",
-    "top right",
-    "left",
-    "center",
-    "right",
-    "bottom left",
-    "bottom",
-    "bottom right",
-)  # index = row * 3 + col, row 0 at the top
+from .shapes_captions import (  # noqa: F401  (the vocabulary is re-exported: shapes.COLOURS)
+    COLOURS,
+    ONE_OBJECT_TEMPLATES,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Claim,
+    canonical,
+    caption_text,
+    claim_of,
+    draw_stated,
+    relation,
+)
+
 SPLITS = ("train", "val", "test")
 SPLIT_PERCENT = (80, 10, 10)
 
@@ -43,8 +44,6 @@ RADII = (0.09, 0.15)  # half-extent per size, as a fraction of the width
 # axis keeps every pair of objects apart (circle/square/diamond/triangle fit in their box).
 JITTER = 0.01
 _CANDIDATE_BATCH = 4096  # fixed, so a dataset of n scenes is a prefix of one with more
-_ONE_OBJECT_TEMPLATES = ("a {obj} in the {pos}", "a {obj} in the {pos} of the image")
-_FLIPPED = {"to the right of": "to the left of", "below": "above"}
 
 
 @dataclass(frozen=True)
@@ -53,46 +52,12 @@ class ShapesSpec:
     max_objects: int = 2
     min_objects: int = 1
     seed: int = 0
-
-
-def relation(pos_a: int, pos_b: int) -> str:
-    """Where cell ``pos_a`` lies relative to ``pos_b``, along the dominant axis."""
-    d_row, d_col = pos_a // 3 - pos_b // 3, pos_a % 3 - pos_b % 3
-    if abs(d_row) == abs(d_col):
-        raise ValueError(f"cells {pos_a} and {pos_b} have no unambiguous relation")
-    if abs(d_col) > abs(d_row):
-        return "to the left of" if d_col < 0 else "to the right of"
-    return "above" if d_row < 0 else "below"
-
-
-def _phrase(row: list[int]) -> str:
-    return f"{SIZES[row[2]]} {COLOURS[row[1]]} {SHAPES[row[0]]}"
-
-
-def _present(attrs: np.ndarray | list) -> list[list[int]]:
-    rows = attrs.tolist() if isinstance(attrs, np.ndarray) else attrs
-    return [r for r in rows if r[0] >= 0]
+    caption_detail: float = 1.0  # share of facts a caption states; 1: all (shapes_captions)
 
 
 def canonical_description(attrs: np.ndarray | list) -> str:
-    """Template- and order-independent content of the caption of one image's attribute rows.
-
-    It holds exactly what the caption states (no jitter, and for pairs only the relation, not
-    the cells), so equal captions always give equal descriptions and hence the same split.
-    """
-    rows = _present(attrs)
-    if not rows:
-        raise ValueError("a scene needs at least one object")
-    if len(rows) == 1:
-        return f"{_phrase(rows[0])} @ {POSITIONS[rows[0][3]]}"
-    a, b = rows[0], rows[1]
-    rel = relation(a[3], b[3])
-    if rel in _FLIPPED:  # "B right of A" says the same as "A left of B"
-        a, b, rel = b, a, _FLIPPED[rel]
-    text = f"{_phrase(a)} | {rel} | {_phrase(b)}"
-    for extra in rows[2:]:
-        text += f" ; {_phrase(extra)} @ {POSITIONS[extra[3]]}"
-    return text
+    """Template- and order-independent content of the full-detail caption of a scene."""
+    return canonical(claim_of(attrs))
 
 
 def split_of(description: str) -> str:
@@ -108,16 +73,8 @@ def split_of(description: str) -> str:
 
 
 def caption(attrs: np.ndarray | list, variant: int = 0) -> str:
-    """Caption for one image; ``variant`` picks a one-object template (ignored otherwise)."""
-    rows = _present(attrs)
-    if len(rows) == 1:
-        template = _ONE_OBJECT_TEMPLATES[variant % len(_ONE_OBJECT_TEMPLATES)]
-        return template.format(obj=_phrase(rows[0]), pos=POSITIONS[rows[0][3]])
-    a, b = rows[0], rows[1]
-    text = f"a {_phrase(a)} {relation(a[3], b[3])} a {_phrase(b)}"
-    for extra in rows[2:]:
-        text += f", and a {_phrase(extra)} in the {POSITIONS[extra[3]]}"
-    return text
+    """Full-detail caption of one scene; ``variant`` picks a one-object template."""
+    return caption_text(claim_of(attrs), variant)
 
 
 def _draw_candidates(rng: np.random.Generator, m: int, spec: ShapesSpec):
@@ -143,20 +100,49 @@ def _draw_candidates(rng: np.random.Generator, m: int, spec: ShapesSpec):
     return attrs[ok], n[ok].astype(np.int8)
 
 
-def sample_scenes(split: str, n: int, spec: ShapesSpec, rng: np.random.Generator):
-    """Rejection-sample n scenes whose canonical description hashes to ``split``."""
-    kept_attrs, kept_n, total = [], [], 0
-    while total < n:
+def _statements(
+    attrs: np.ndarray, counts: np.ndarray, spec: ShapesSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, list[Claim]]:
+    """What each scene's caption states: (m, K, 4) bool and the Claims. Full detail draws
+    nothing from `rng`, so its scenes, captions and splits are the original ones."""
+    full = spec.caption_detail >= 1.0
+    if full:
+        stated = np.repeat((attrs[..., :1] >= 0), 4, axis=-1)
+    else:
+        stated = draw_stated(rng, counts, attrs.shape[1], spec.caption_detail)
+    rows = zip(attrs.tolist(), stated.tolist(), strict=True)
+    return stated, [claim_of(r, s, exhaustive=full) for r, s in rows]
+
+
+def sample_scenes(
+    split: str, n: int, spec: ShapesSpec, rng: np.random.Generator, mention: np.random.Generator
+):
+    """Rejection-sample n scenes whose caption content hashes to ``split``.
+
+    rng draws the scenes, `mention` what their captions state. Returns attributes
+    (n, K, 4) int16, object counts (n,) int8, stated facts (n, K, 4) bool and the Claims.
+    """
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    claims: list[Claim] = []
+    batches = 0
+    while len(claims) < n:
         attrs, counts = _draw_candidates(rng, _CANDIDATE_BATCH, spec)
-        keep = [split_of(canonical_description(rows)) == split for rows in attrs.tolist()]
-        kept_attrs.append(attrs[keep])
-        kept_n.append(counts[keep])
-        total += int(np.count_nonzero(keep))
-        if total == 0 and len(kept_attrs) >= 100:  # a bug, not bad luck: fail, don't spin
-            raise RuntimeError(f"no scene of split {split!r} in 100 batches for {spec}")
-    if not kept_attrs:
-        return np.zeros((0, spec.max_objects, 4), np.int16), np.zeros((0,), np.int8)
-    return np.concatenate(kept_attrs)[:n], np.concatenate(kept_n)[:n]
+        stated, said = _statements(attrs, counts, spec, mention)
+        keep = [split_of(canonical(c)) == split for c in said]
+        kept.append((attrs[keep], counts[keep], stated[keep]))
+        claims += [c for c, k in zip(said, keep, strict=True) if k]
+        batches += 1
+        if not claims and batches >= 100:  # no caption content of this split exists
+            raise ValueError(
+                f"no caption of split {split!r} in 100 batches for {spec}: too few distinct "
+                "captions (raise caption_detail)"
+            )
+    if not kept:
+        k = spec.max_objects
+        return (np.zeros((0, k, 4), np.int16), np.zeros((0,), np.int8),
+                np.zeros((0, k, 4), bool), [])  # fmt: skip
+    attrs, counts, stated = (np.concatenate(parts)[:n] for parts in zip(*kept, strict=True))
+    return attrs, counts, stated, claims[:n]
 
 
 def _coverage(shape: int, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -234,10 +220,16 @@ def _check_spec(spec: ShapesSpec) -> None:
         raise ValueError(f"need 1 <= min_objects <= max_objects <= 3, got {spec}")
     if spec.resolution < 1:
         raise ValueError(f"resolution must be positive, got {spec.resolution}")
+    if not 0.0 <= spec.caption_detail <= 1.0:
+        raise ValueError(f"caption_detail must be in [0, 1], got {spec.caption_detail}")
 
 
 class ShapesDataset(Dataset):
-    """``n`` captioned images of one split, rendered up front (uint8, HWC)."""
+    """``n`` captioned images of one split, rendered up front (uint8, HWC).
+
+    attributes (n, K, 4) and n_objects (n,) are each image's full ground truth; stated
+    (n, K, 4) and claims (n,) are what its caption states (shapes_captions.draw_stated).
+    """
 
     def __init__(self, split: str, n: int, spec: ShapesSpec) -> None:
         if split not in SPLITS:
@@ -247,13 +239,16 @@ class ShapesDataset(Dataset):
         _check_spec(spec)
         self.split, self.spec = split, spec
         # Independent streams per split and per purpose, so splits never share randomness.
-        scene_rng, text_rng, jitter_rng = (
-            np.random.default_rng([spec.seed, SPLITS.index(split), purpose]) for purpose in range(3)
+        scene_rng, text_rng, jitter_rng, mention_rng = (
+            np.random.default_rng([spec.seed, SPLITS.index(split), purpose]) for purpose in range(4)
         )
-        self.attributes, self.n_objects = sample_scenes(split, n, spec, scene_rng)
-        variants = (text_rng.random(n) * len(_ONE_OBJECT_TEMPLATES)).astype(int)
-        rows = self.attributes.tolist()
-        self.captions = [caption(r, int(v)) for r, v in zip(rows, variants, strict=True)]
+        self.attributes, self.n_objects, self.stated, self.claims = sample_scenes(
+            split, n, spec, scene_rng, mention_rng
+        )
+        variants = (text_rng.random(n) * len(ONE_OBJECT_TEMPLATES)).astype(int)
+        self.captions = [
+            caption_text(c, int(v)) for c, v in zip(self.claims, variants, strict=True)
+        ]
         self.images = render(self.attributes, self.n_objects, spec.resolution, jitter_rng)
 
     def __len__(self) -> int:

@@ -37,8 +37,9 @@ class DataSource:
 
 def _shapes(cfg: DataConfig, split: str, n: int, res: int) -> Dataset:
     spec = ShapesSpec(
-        resolution=res, max_objects=cfg.max_objects, min_objects=cfg.min_objects, seed=cfg.seed
-    )
+        resolution=res, max_objects=cfg.max_objects, min_objects=cfg.min_objects, seed=cfg.seed,
+        caption_detail=cfg.caption_detail,
+    )  # fmt: skip
     return ShapesDataset(split, n, spec)
 
 

@@ -1,24 +1,23 @@
 """Compositional accuracy on shapes: does a sample show what its caption asked for?
 
-A caption states a list of objects (shape, colour, size) and, per object, either its cell
-("in the top left") or -- for the first two objects of a multi-object caption -- only their
-relation ("to the left of"), never their cells. A sample is correct when the attribute
-classifier finds exactly as many objects as the caption lists (captions list every object)
-and the objects can be matched one-to-one to the caption's: equal shape, colour and size,
-the stated cell where one is stated, and for the pair the stated relation (shapes.relation:
-the dominant axis between the two cells). Nothing the caption does not state is scored.
+A caption's Claim (data/shapes_captions.py, the generator's record of what it stated) lists
+objects with the attributes it states -- shape, colour, size, a cell for a lone or extra
+object -- and possibly the relation of the first two ("to the left of"). A sample is correct
+when its claimed objects can be matched one-to-one to objects the attribute classifier finds,
+each with every claimed attribute, the claimed cell where one is claimed, and the pair in the
+claimed relation (shapes.relation: the dominant axis between the two cells). Nothing the
+caption does not state is scored: an unstated attribute matches anything, and an object the
+caption does not mention may be there or not -- except for full-detail captions, which list
+every object (Claim.exhaustive), so there the count must match as well.
 
 That whole-caption test is strict: a small decoder can sit at 0 for every arm. Object recall
-is its graded companion: the share of the caption's objects (shape, colour and size, in any
-cell) found in the sample, matched one-to-one, averaged per sample.
+is its graded companion: the share of the caption's objects (their claimed shape, colour and
+size, in any cell) found in the sample, matched one-to-one, averaged per sample.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,71 +27,34 @@ import torch.nn.functional as F
 from ..config import DataConfig
 from ..config.hashing import digest, training_fields
 from ..data import build_source
-from ..data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, relation
+from ..data.shapes_captions import UNSTATED, Claim, Obj, claim_of, parse_caption, relation
 from ..nets.attribute_classifier import CELLS, AttributeClassifier
 from ..stages.common import write_stage_metrics
 from . import uncertainty as U
 
+__all__ = ["Claim", "claim_of", "parse_caption", "compositional_scores", "satisfies", "recall"]
 CLASSIFIER_VERSION = 1  # bump when the net or its training changes
 MODEL_FILE = "model.pt"
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What one caption states. objects: (shape, colour, size, cell or -1 = not stated)."""
-
-    objects: tuple[tuple[int, int, int, int], ...]
-    relation: str | None = None  # objects[0] <relation> objects[1]
-
-
-def claim_of(rows: np.ndarray | list) -> Claim:
-    """Attribute rows (K, 4) of a shapes scene -> what its caption states (see shapes.caption)."""
-    present = [tuple(int(v) for v in r) for r in np.asarray(rows).tolist() if r[0] >= 0]
-    if len(present) == 1:
-        return Claim((present[0],))
-    a, b = present[0], present[1]
-    pair = ((*a[:3], -1), (*b[:3], -1))
-    return Claim(pair + tuple(present[2:]), relation(a[3], b[3]))
-
-
-_OBJ = rf"a ({'|'.join(SIZES)}) ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})"
-_POS = "|".join(sorted(POSITIONS, key=len, reverse=True))  # "top left" before "top"
-_REL = "to the left of|to the right of|above|below"
-_ONE = re.compile(rf"^{_OBJ} in the ({_POS})( of the image)?$")
-_PAIR = re.compile(rf"^{_OBJ} ({_REL}) {_OBJ}((?:, and {_OBJ} in the (?:{_POS}))*)$")
-_EXTRA = re.compile(rf", and {_OBJ} in the ({_POS})")
-
-
-def _obj(size: str, colour: str, shape: str, cell: int = -1) -> tuple[int, int, int, int]:
-    return (SHAPES.index(shape), COLOURS.index(colour), SIZES.index(size), cell)
-
-
-def parse_caption(text: str) -> Claim | None:
-    """A shapes caption -> its Claim; None when the text is not a shapes caption."""
-    text = text.strip().lower()
-    if m := _ONE.match(text):
-        return Claim((_obj(*m.group(1, 2, 3), POSITIONS.index(m.group(4))),))
-    if m := _PAIR.match(text):
-        extra = [_obj(*e.group(1, 2, 3), POSITIONS.index(e.group(4))) for e in
-                 _EXTRA.finditer(m.group(8))]  # fmt: skip
-        return Claim((_obj(*m.group(1, 2, 3)), _obj(*m.group(5, 6, 7)), *extra), m.group(4))
-    return None
-
-
-def detected(cells: np.ndarray) -> list[tuple[int, int, int, int]]:
+def detected(cells: np.ndarray) -> list[Obj]:
     """Classifier output (9, 3) -> objects (shape, colour, size, cell)."""
     return [(int(s), int(c), int(z), i) for i, (s, c, z) in enumerate(cells.tolist()) if s >= 0]
 
 
+def shows(found: Obj, claimed: Obj, cell: bool = True) -> bool:
+    """Does a found object have every attribute (and, with `cell`, the cell) claimed?"""
+    n = 4 if cell else 3
+    return all(c in (UNSTATED, f) for f, c in zip(found[:n], claimed[:n], strict=True))
+
+
 def satisfies(cells: np.ndarray, claim: Claim) -> bool:
     """Does a sample whose classifier output is `cells` (9, 3) show what `claim` states?"""
-    found = detected(cells)
-    if len(found) != len(claim.objects):
+    found, k = detected(cells), len(claim.objects)
+    if len(found) < k or (claim.exhaustive and len(found) != k):
         return False
-    for perm in itertools.permutations(found):
-        if not all(
-            f[:3] == o[:3] and o[3] in (-1, f[3]) for f, o in zip(perm, claim.objects, strict=True)
-        ):
+    for perm in itertools.permutations(found, k):  # at most 9 * 8 * 7 candidate matchings
+        if not all(shows(f, o) for f, o in zip(perm, claim.objects, strict=True)):
             continue
         if claim.relation is None:
             return True
@@ -105,11 +67,22 @@ def satisfies(cells: np.ndarray, claim: Claim) -> bool:
 
 
 def recall(cells: np.ndarray, claim: Claim) -> float:
-    """Share of `claim`'s objects whose shape, colour and size the sample shows (any cell);
-    an object found once counts for one stated object only."""
-    found = Counter(f[:3] for f in detected(cells))
-    stated = Counter(o[:3] for o in claim.objects)
-    return sum((found & stated).values()) / len(claim.objects)
+    """Share of `claim`'s objects the sample shows with their claimed shape, colour and size
+    (any cell), matched one-to-one: a found object stands for one claimed object only."""
+    found = detected(cells)
+    owner: dict[int, int] = {}  # found index -> claimed index (a maximum bipartite matching)
+
+    def assign(i: int, seen: set[int]) -> bool:  # Kuhn's augmenting path from claimed i
+        for j, f in enumerate(found):
+            if j not in seen and shows(f, claim.objects[i], cell=False):
+                seen.add(j)
+                if j not in owner or assign(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    matched = sum(assign(i, set()) for i in range(len(claim.objects)))
+    return matched / len(claim.objects)
 
 
 def cell_targets(attributes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
