@@ -105,6 +105,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_run, format_comparisons
+
+    comps = compare_run(args.run_dir, args.arm_a, args.arm_b)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in comps], indent=2))
+    else:
+        print(format_comparisons(comps, args.arm_a, args.arm_b))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .sweep.report import is_sweep_dir
 
@@ -277,6 +288,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir", type=Path, help="OUT/<experiment> (a run) or OUT/<study> (a sweep)")
     rp.add_argument("--storage", help="a sweep's storage URL, when it holds a password")
     rp.set_defaults(func=cmd_report)
+    cp = sub.add_parser("compare", help="arm A - arm B per metric: paired interval, p, Holm p")
+    cp.add_argument("run_dir", type=Path, help="OUT/<experiment> of a finished run")
+    cp.add_argument("arm_a", help="arm label, e.g. prior.kind=diffusion")
+    cp.add_argument("arm_b", help="arm label")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+    cp.set_defaults(func=cmd_compare)
     va = sub.add_parser("vary", help="variations of images: DDIM inversion, then eta > 0")
     add_setup_args(va)
     va.add_argument("images", nargs="+", type=Path, help="image files")

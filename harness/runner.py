@@ -275,7 +275,8 @@ class ExperimentRun(Runner):
                 torch.from_numpy(np.load(varied / "sources.npy")),
                 torch.from_numpy(np.load(varied / "variations.npy")),
             )
-        return score_images(suite, ev, images, reference, captions, claims, variations, cfg.seed)
+        # the suite's bootstrap seed, not cfg.seed: every arm and seed resamples alike (paired)
+        return score_images(suite, ev, images, reference, captions, claims, variations)
 
     def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
         cfg = self.exp.config(arm, seed)
@@ -331,9 +332,10 @@ class ExperimentRun(Runner):
         return ArmResult(arm, seed, keys, metrics, out, wandb_dir, cfg)
 
     def run(self) -> list[ArmResult]:
+        from .comparison import statistics
         from .metrics.suite import load_suite, resolve_features
         from .preflight import check_run
-        from .results import table, write_csv, write_json
+        from .results import per_arm, table, write_csv, write_json
 
         suite = load_suite(self.exp.metrics)
         resolve_features(suite)  # a suite that cannot run here fails before any training
@@ -360,6 +362,7 @@ class ExperimentRun(Runner):
                 "overrides": self.exp.overrides,
                 "suite": suite.name,
                 "axes": self.exp.axes,
+                "statistics": statistics(per_arm(records)),
                 "rows": [
                     {
                         "arm": r.arm.label,
