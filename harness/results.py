@@ -18,6 +18,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -153,12 +154,21 @@ def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def sample_counts(arms: dict[str, dict[str, Estimate]]) -> str:
-    """The N every figure was computed at, e.g. `N = 128` (or per arm when they differ)."""
-    per = {a: sorted({e.n for e in m.values()}) for a, m in arms.items()}
-    values = {n for ns in per.values() for n in ns}
-    if len(values) == 1:
-        return f"N = {values.pop()} per arm"
-    return "N differs: " + ", ".join(f"{a} {'/'.join(map(str, ns))}" for a, ns in per.items())
+    """The N figures were computed at: `N = 128 per arm (diversity_clip: 8)`; a metric whose
+    N differs between arms is named (its set-level distances are then not compared)."""
+    per_metric: dict[str, set[int]] = {}
+    for m in arms.values():
+        for name, e in m.items():
+            per_metric.setdefault(name, set()).add(e.n)
+    differ = [n for n, ns in per_metric.items() if len(ns) > 1]
+    counts = Counter(next(iter(ns)) for n, ns in per_metric.items() if n not in differ)
+    if not counts:
+        return f"N differs between arms: {', '.join(differ)}"
+    common = counts.most_common(1)[0][0]
+    other = [f"{n}: {next(iter(ns))}" for n, ns in per_metric.items()
+             if n not in differ and next(iter(ns)) != common]  # fmt: skip
+    text = f"N = {common} per arm" + (f" ({', '.join(other)})" if other else "")
+    return text + (f"; N differs between arms: {', '.join(differ)}" if differ else "")
 
 
 def table(records: Sequence[dict[str, Any]]) -> str:
@@ -189,8 +199,8 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if mdd:
         shown = ", ".join(f"{m} {w:.3g}" for m, w in mdd.items())
         lines.append(f"Minimal detectable difference (half-width of the paired 95% interval, "
-                     f"median over pairs): {shown}; Holm's first step needs "
-                     f"x{holm_factor(len(comps)):.2f} that.")  # fmt: skip
+                     f"median over pairs): {shown}; after Holm over {len(comps)} comparisons "
+                     f"up to x{holm_factor(len(comps)):.2f} that.")  # fmt: skip
     if REAL in arms:
         lines.append("real: held-out real images of the same captions, scored like an arm "
                      "(floor of the distances, ceiling of the rest); not ranked.")  # fmt: skip

@@ -68,9 +68,8 @@ def build(meta: dict[str, Any], names: list[str], table_text: str) -> Any:
             wr.H1(meta["experiment"]),
             wr.P(
                 f"Overrides: {' '.join(meta.get('overrides', [])) or 'none'}. "
-                "`*` marks the best arm per metric, `=` an arm whose difference from it is "
-                "not significant (paired bootstrap, Holm-adjusted over the table's "
-                "comparisons); the `real` row (held-out real images) is not ranked."
+                "`*` best arm per metric, `=` not significantly different from it (paired "
+                "bootstrap, Holm over the table); the `real` row is not ranked."
             ),
             wr.CodeBlock(code=table_text.splitlines(), language="python"),
             wr.PanelGrid(runsets=[arms], panels=[*bars, *lines]),
