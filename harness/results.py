@@ -189,12 +189,21 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     lines = ["  ".join([f"{'arm':<{width}}", *(f"{n:<{col[n]}}" for n in names)])]
     for a in arms:
         lines.append("  ".join([f"{a:<{width}}", *(f"{cells[(a, n)]:<{col[n]}}" for n in names)]))
-    arrows = ", ".join(f"{n} {direction_word(n)}" for n in names)
-    lines.append(
-        f"\nvalue [95% interval]; * best arm, = not distinguishable from the best, blank = "
-        f"worse: paired bootstrap, Holm over {len(comps)} comparisons (family-wise "
-        f"{ALPHA:.0%}). Better: {arrows}. {sample_counts(arms)}."
-    )
+    return "\n".join(lines + footer(arms, comps, "?" in mark.values()))
+
+
+def footer(arms: dict[str, dict[str, Estimate]], comps: list, incomparable: bool) -> list[str]:
+    """What the marks mean, N, pairing, and the minimal detectable differences."""
+    arrows = ", ".join(f"{n} {direction_word(n)}" for n in metric_names(arms))
+    lines = [f"\nvalue [95% interval]; * best arm, = not distinguishable from the best, blank = "
+             f"worse: paired bootstrap, Holm over {len(comps)} comparisons (family-wise "
+             f"{ALPHA:.0%}). Better: {arrows}. {sample_counts(arms)}."]  # fmt: skip
+    if incomparable:
+        lines.append("? = not compared: a set-level distance at another N than the best arm's.")
+    unpaired = sum(not c.diff.paired for c in comps)
+    if unpaired:
+        lines.append(f"{unpaired} comparison(s) unpaired (bootstrap draws differ, e.g. another "
+                     f"N or seeds): tested as independent arms, conservatively.")  # fmt: skip
     mdd = detectable(comps)
     if mdd:
         shown = ", ".join(f"{m} {w:.3g}" for m, w in mdd.items())
@@ -204,7 +213,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     if REAL in arms:
         lines.append("real: held-out real images of the same captions, scored like an arm "
                      "(floor of the distances, ceiling of the rest); not ranked.")  # fmt: skip
-    return "\n".join(lines)
+    return lines
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

@@ -186,7 +186,7 @@ class Runner:
         sources (S, 3, H, W) and variations (S, M, 3, R, R). They come from the image
         encoder, decoder and upsamplers only, so arms differing in the prior share them.
         None when the suite has no diversity metric."""
-        if "diversity" not in suite.metrics:
+        if "variations" not in suite.needs:  # the metric registry says who reads them
             return None
         from .data import build_source
 
@@ -241,7 +241,7 @@ class ExperimentRun(Runner):
         from .metrics.score import Evaluators
 
         classifier = None
-        if "compositional" in suite.metrics and cfg.data.source == "shapes":
+        if "claims" in suite.needs and cfg.data.source == "shapes":
             classifier, _ = cached_classifier(
                 cfg.data, self.cache.root / "classifier", suite.classifier_steps
             )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.compare import compare_run, format_comparisons
 from harness.config import DataConfig
 from harness.errors import ConfigError, HarnessError
 from harness.metrics import registry
@@ -138,8 +139,9 @@ def test_real_row_scores_the_captions_own_images_against_another_split():
     assert set(out) == {"fd_clip", "clip_score"} and out["clip_score"].draws.n == 12
 
 
-def finished_run(tmp_path, effects: dict[str, float]) -> None:
-    """A run directory as `run` leaves it: results.json rows and replicates.npz."""
+def finished_run(tmp_path, effects: dict[str, float], legacy: bool = False) -> None:
+    """A run directory as `run` leaves it: results.json rows and replicates.npz (`legacy`:
+    as runs before issue 15 left it, without the bootstrap draws)."""
     rng = np.random.default_rng(0)
     captions = rng.normal(0, 10, 128)
     rows = []
@@ -149,8 +151,10 @@ def finished_run(tmp_path, effects: dict[str, float]) -> None:
         out = tmp_path / arm / "seed0"
         out.mkdir(parents=True)
         save_replicates(out / "replicates.npz", metrics)
-        rows.append({"arm": arm, "seed": 0, "axes": {}, "dir": str(out),
-                     "metrics": {k: e.as_dict() for k, e in metrics.items()}})  # fmt: skip
+        saved = {k: e.as_dict() for k, e in metrics.items()}
+        for e in saved.values():
+            e.pop("draws") if legacy else None
+        rows.append({"arm": arm, "seed": 0, "axes": {}, "dir": str(out), "metrics": saved})
     write_json(tmp_path / "results.json", {"experiment": "toy", "rows": rows})
 
 
@@ -167,3 +171,10 @@ def test_compare_verb_prints_paired_difference_and_holm_p(tmp_path):
     bad = run_cli("compare", str(tmp_path), "prior.kind=diffusoin", "prior.kind=caption_only")
     assert bad.returncode == 2 and "did you mean prior.kind=diffusion" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_compare_on_a_run_without_draws_falls_back_to_unpaired(tmp_path):
+    finished_run(tmp_path, {"a": 2.0, "b": 0.0}, legacy=True)
+    comps = compare_run(tmp_path, "a", "b")
+    assert comps and not any(c.diff.paired for c in comps)
+    assert "unpaired: draws differ" in format_comparisons(comps, "a", "b")

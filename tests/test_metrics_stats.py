@@ -167,3 +167,16 @@ def test_table_prints_marks_real_row_n_and_detectable_difference():
     assert rows[REAL].rstrip().endswith("]")  # printed, never ranked, though it is the best
     assert "N = 128 per arm" in text and "Holm over 1 comparisons" in text
     assert "Minimal detectable difference" in text and "clip_score" in text.splitlines()[-2]
+
+
+def test_set_level_distances_at_another_n_are_not_compared():
+    """FD_N depends on N: arms scored at different N get `?`, never a ranking by bias."""
+    rng = np.random.default_rng(8)
+    at = {n: U.from_replicates(0.1 + 10 / n, rng.normal(0.1 + 10 / n, 0.001, 200), n,
+                               draws=U.Draws(n, 200, (0,))) for n in (64, 128)}  # fmt: skip
+    records = [record("small", at[64]), record("large", at[128])]
+    for r in records:
+        r["metrics"] = {"fd_clip": r["metrics"].pop("clip_score")}
+    text = table(records)
+    assert "0.1781 [" in text and "]?" in text and "? = not compared" in text
+    assert "N differs between arms: fd_clip" in text
