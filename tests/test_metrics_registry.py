@@ -152,8 +152,8 @@ def finished_run(tmp_path, effects: dict[str, float], legacy: bool = False) -> N
         out.mkdir(parents=True)
         save_replicates(out / "replicates.npz", metrics)
         saved = {k: e.as_dict() for k, e in metrics.items()}
-        for e in saved.values():
-            e.pop("draws") if legacy else None
+        if legacy:
+            saved = {k: {f: v for f, v in e.items() if f != "draws"} for k, e in saved.items()}
         rows.append({"arm": arm, "seed": 0, "axes": {}, "dir": str(out), "metrics": saved})
     write_json(tmp_path / "results.json", {"experiment": "toy", "rows": rows})
 
