@@ -4,6 +4,8 @@ inputs it has."""
 
 from __future__ import annotations
 
+import logging
+
 from .clip_score import clip_score
 from .compositional import compositional_scores
 from .diversity import pick_distance, variation_diversity
@@ -14,6 +16,9 @@ from .kd import kd_estimate
 from .registry import Context, Output, register_metric
 from .sample_diversity import sample_diversity
 from .uncertainty import Estimate
+
+log = logging.getLogger(__name__)
+MIN_FD_INF = 8  # samples: below, the subset sizes of fd_inf collapse onto one another
 
 
 def _fd_names(ctx: Context) -> list[str]:
@@ -46,6 +51,9 @@ def _fd_inf_names(ctx: Context) -> list[str]:
 def fd_inf(inp: Inputs) -> dict[str, Estimate]:
     (name,) = _fd_inf_names(Context(net=_net(inp)))
     s = inp.suite
+    if len(inp.gen) < MIN_FD_INF:
+        log.warning("%s skipped: %d samples, it needs >= %d", name, len(inp.gen), MIN_FD_INF)
+        return {}
     est = fd_inf_estimate(inp.features, inp.reference, s.n_bootstrap, inp.seed,
                           s.fd_inf_fractions, s.fd_inf_subsets)  # fmt: skip
     return {name: est}

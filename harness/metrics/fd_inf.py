@@ -78,6 +78,8 @@ def fd_inf_estimate(
         raise ValueError("fd_inf needs the reference features (not only mean and covariance)")
     plan = design(n, ref, fractions, subsets, seed)
     inv_f = np.array([n / pos.shape[1] for pos, _ in plan])  # 1/f with the rounded sizes
+    if len(set(inv_f.tolist())) < 2:
+        raise ValueError(f"fd_inf: {n} samples give fewer than 2 distinct subset sizes")
     w = intercept_weights(inv_f)
     rows = np.concatenate([np.arange(n)[None], U.bootstrap_indices(n, n_boot, seed)])
     fits = fd_curve(gen_feats, rows, plan) @ w  # (1 + B,): the whole set, then replicates
