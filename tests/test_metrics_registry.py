@@ -166,8 +166,9 @@ def test_compare_verb_prints_paired_difference_and_holm_p(tmp_path):
     got = {c["metric"]: c for c in json.loads(out.stdout)}
     assert got["clip_score"]["paired"] and got["clip_score"]["lo"] > 1.0
     assert got["clip_score"]["p_holm"] < 0.05 and got["fd_clip"]["p_holm"] >= got["fd_clip"]["p"]
-    text = run_cli("compare", str(tmp_path), "prior.kind=diffusion", "prior.kind=caption_only")
-    assert "clip_score" in text.stdout and "Holm over 2 metrics" in text.stdout
+    comps = compare_run(tmp_path, "prior.kind=diffusion", "prior.kind=caption_only")
+    text = format_comparisons(comps, "prior.kind=diffusion", "prior.kind=caption_only")
+    assert "clip_score" in text and "Holm over 2 metrics" in text and "unpaired" not in text
     bad = run_cli("compare", str(tmp_path), "prior.kind=diffusoin", "prior.kind=caption_only")
     assert bad.returncode == 2 and "did you mean prior.kind=diffusion" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -13,9 +13,10 @@ n - 1), t = d / se is referred to Student's t with df = 1 / (1/(n-1) + 1/(B-1)) 
 estimated from n rows and B replicates, and at Holm's small thresholds a normal reference
 would be liberal (A/A: 9 % family-wise over 18 comparisons instead of 5 %) -- and the
 interval is d +- t_df se. A percentile p-value could not go below 1 / B, too coarse for
-Holm's thresholds over a table's comparisons. Estimates that
-are not aligned (different N, n_boot, index seeds or training seeds; old runs without Draws)
-are compared as independent: replicates paired by a seeded shuffle (var_A + var_B), which is
+Holm's thresholds over a table's comparisons. Set-level distances are conservative here
+(A/A ~3 % at 5 %): bootstrapping a distance widens its spread. Estimates that are not
+aligned (different N, n_boot, index seeds or training seeds; old runs without Draws) are
+compared as independent: replicates paired by a seeded shuffle (var_A + var_B), which is
 conservative when the arms did share captions. `Difference.paired` says which was used.
 """
 
