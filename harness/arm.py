@@ -135,7 +135,7 @@ class Runner:
         """Image variations of the split's first images (diversity metric), cached: uint8
         sources (S, 3, H, W) and variations (S, M, 3, R, R). None when the suite has no
         diversity metric."""
-        if "diversity" not in suite.metrics:
+        if "variations" not in suite.needs:  # the metric registry says who reads them
             return None
         key = reads_key("vary", cfg, keys, suite.split, suite.diversity_sources,
                         suite.diversity_variations, cfg.seed)  # fmt: skip

@@ -110,6 +110,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_run, format_comparisons
+
+    comps = compare_run(args.run_dir, args.arm_a, args.arm_b)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in comps], indent=2))
+    else:
+        print(format_comparisons(comps, args.arm_a, args.arm_b))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .sweep.report import is_sweep_dir
 
@@ -239,8 +250,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m harness", description="unCLIP research harness: ablations, sweeps, metrics."
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for add in (add_validate, add_ls, add_score, add_run, add_report, add_manipulations,
-                add_sweep):  # fmt: skip
+    for add in (add_validate, add_ls, add_score, add_run, add_report, add_compare,
+                add_manipulations, add_sweep):  # fmt: skip
         add(sub)
     return p
 
@@ -302,6 +313,15 @@ def add_report(sub: Any) -> None:
     rp.add_argument("run_dir", type=Path, help="OUT/<experiment> (a run) or OUT/<study> (a sweep)")
     rp.add_argument("--storage", help="a sweep's storage URL, when it holds a password")
     rp.set_defaults(func=cmd_report)
+
+
+def add_compare(sub: Any) -> None:
+    cp = sub.add_parser("compare", help="arm A - arm B per metric: paired interval, p, Holm p")
+    cp.add_argument("run_dir", type=Path, help="OUT/<experiment> of a finished run")
+    cp.add_argument("arm_a", help="arm label, e.g. prior.kind=diffusion")
+    cp.add_argument("arm_b", help="arm label")
+    cp.add_argument("--json", action="store_true", help="machine-readable output")
+    cp.set_defaults(func=cmd_compare)
 
 
 def add_manipulations(sub: Any) -> None:

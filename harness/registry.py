@@ -7,6 +7,8 @@ harness, so the schema can point at them without importing what fills them):
     PRIOR_KINDS    prior.kind   built-ins: harness/stages/prior_kinds.py
     DATA_SOURCES   data.source  built-ins: harness/data/sources.py
 
+(metrics.registry.METRICS, a suite's `metrics:`, is one too; it lives with the metrics.)
+
 A plugin file (an experiment's `plugins:` key, or $HARNESS_PLUGINS) registers more the same
 way, e.g. `PRIOR_KINDS.register("mine", MyKind())`.
 """
@@ -45,6 +47,10 @@ class Registry(Generic[T]):
         if name in self._entries and self._entries[name] is not entry:
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = entry
+
+    def remove(self, name: str) -> T:
+        """Withdraw an entry (a test's temporary plugin); KeyError if absent."""
+        return self._entries.pop(name)
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,33 +12,11 @@ from typing import Any
 import numpy as np
 
 from . import paths, wandb_report
-from .errors import HarnessError
+from .metrics.registry import direction_word
 from .metrics.uncertainty import Estimate
-from .results import lower_is_better, metric_columns, numeric_values, per_arm, table
+from .results import load_records, metric_columns, numeric_values, per_arm, table
 
-
-def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """results.json + each row's bootstrap replicates -> records as the runner made them."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise HarnessError("no results.json here: not a finished `run` directory", str(run_dir))
-    try:
-        meta = json.loads(path.read_text())
-        rows = list(meta["rows"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise HarnessError(f"not a results.json of a `run` ({type(err).__name__}: {err})",
-                           str(path)) from None  # fmt: skip
-    records = []
-    for row in rows:
-        reps_path = Path(row["dir"]) / "replicates.npz"
-        reps = dict(np.load(reps_path)) if reps_path.is_file() else {}
-        metrics = {
-            name: Estimate(e["value"], e["lo"], e["hi"], e["n"], reps.get(name))
-            for name, e in row["metrics"].items()
-        }
-        records.append({"arm": row["arm"], "seed": row["seed"], "axes": row["axes"],
-                        "metrics": metrics, "dir": row["dir"]})  # fmt: skip
-    return meta, records
+__all__ = ["load_records", "plot_metric", "report"]
 
 
 def plot_metric(name: str, records: list[dict[str, Any]], axes: list[str], out: Path) -> Path:
@@ -75,7 +52,7 @@ def plot_metric(name: str, records: list[dict[str, Any]], axes: list[str], out: 
             if numeric is None:
                 ax.set_xticks(pos, xs, rotation=20, ha="right", fontsize=8)
         ax.set_xlabel(axis)
-        ax.set_ylabel(f"{name} ({'lower' if lower_is_better(name) else 'higher'} is better)")
+        ax.set_ylabel(f"{name} ({direction_word(name)} is better)")
         if len(groups) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()

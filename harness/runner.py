@@ -20,6 +20,7 @@ from torchvision.utils import save_image
 from . import distributed, tracking
 from .arm import Runner
 from .atomic import write_json_atomic
+from .comparison import statistics
 from .config import Arm, Config, load_experiment
 from .data import build_source, source_of
 from .errors import HarnessError
@@ -29,7 +30,7 @@ from .metrics.suite import load_suite, resolve_features
 from .paths import inside
 from .pipeline import Pipeline
 from .preflight import check_run
-from .results import estimate_dict, save_replicates, table, write_csv, write_json
+from .results import estimate_dict, per_arm, save_replicates, table, write_csv, write_json
 from .stages.graph import CLIP, EVAL_CLIP, stage_keys
 from .stages.resolve import StageEvent
 
@@ -51,7 +52,7 @@ class ExperimentRun(Runner):
 
     def evaluators(self, cfg: Config, loaded: dict, keys: dict, suite: Any) -> Evaluators:
         classifier = None
-        if "compositional" in suite.metrics and source_of(cfg.data).attributes:
+        if "claims" in suite.needs and source_of(cfg.data).attributes:
             classifier, _ = cached_classifier(
                 cfg.data, self.cache.root / "classifier", suite.classifier_steps
             )
@@ -81,7 +82,8 @@ class ExperimentRun(Runner):
                 torch.from_numpy(np.load(varied / "sources.npy")),
                 torch.from_numpy(np.load(varied / "variations.npy")),
             )
-        return score_images(suite, ev, images, reference, captions, claims, variations, cfg.seed)
+        # the suite's bootstrap seed, not cfg.seed: every arm and seed resamples alike (paired)
+        return score_images(suite, ev, images, reference, captions, claims, variations)
 
     def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
         cfg = self.exp.config(arm, seed)
@@ -158,6 +160,7 @@ class ExperimentRun(Runner):
                 "overrides": self.exp.overrides,
                 "suite": suite.name,
                 "axes": self.exp.axes,
+                "statistics": statistics(per_arm(records)),
                 "rows": [
                     {
                         "arm": r.arm.label,

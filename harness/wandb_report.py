@@ -13,7 +13,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .results import lower_is_better, numeric_values
+from .metrics.registry import direction_word
+from .results import numeric_values
 
 
 def tracking_of(meta: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def build(meta: dict[str, Any], names: list[str], table_text: str) -> Any:
     )
     bars = [
         wr.BarPlot(
-            title=f"{n} ({'lower' if lower_is_better(n) else 'higher'} is better)",
+            title=f"{n} ({direction_word(n)} is better)",
             metrics=[wr.SummaryMetric(n)],
             groupby=wr.Config("arm"),
             groupby_aggfunc="mean",
@@ -67,8 +68,8 @@ def build(meta: dict[str, Any], names: list[str], table_text: str) -> Any:
             wr.H1(meta["experiment"]),
             wr.P(
                 f"Overrides: {' '.join(meta.get('overrides', [])) or 'none'}. "
-                "`*` marks the best arm per metric, `=` an arm whose difference from it is "
-                "not significant (bootstrap interval of the difference contains 0)."
+                "`*` best arm per metric, `=` not significantly different from it (paired "
+                "bootstrap, Holm over the table); the `real` row is not ranked."
             ),
             wr.CodeBlock(code=table_text.splitlines(), language="python"),
             wr.PanelGrid(runsets=[arms], panels=[*bars, *lines]),

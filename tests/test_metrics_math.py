@@ -10,7 +10,7 @@ from cleanfid.fid import fid_from_feats, kernel_distance
 from harness.config import DataConfig
 from harness.data import build_source
 from harness.errors import ConfigError, HarnessError
-from harness.metrics import fid
+from harness.metrics import fid, kd, registry
 from harness.metrics import uncertainty as U
 from harness.metrics.clip_score import clip_score, clip_scores
 from harness.metrics.compositional import (
@@ -21,6 +21,7 @@ from harness.metrics.compositional import (
     targets_as_cells,
 )
 from harness.metrics.diversity import variation_diversity
+from harness.metrics.inference import differ, difference
 from harness.metrics.score import data_reference
 from harness.metrics.suite import Suite, load_suite, parse_suite, resolve_features
 
@@ -56,7 +57,12 @@ def test_kd_equals_clean_fid_kernel_distance(feats):
     a, b = feats
     np.random.seed(3)
     theirs = kernel_distance(a, b, num_subsets=3, max_subset_size=100)
-    assert fid.kd(a, b, subsets=3, subset_size=100, seed=3) == pytest.approx(theirs, abs=1e-9)
+    ours = kd.clean_fid_kd(a, b, subsets=3, subset_size=100, seed=3)
+    assert ours == pytest.approx(theirs, abs=1e-9)
+    est = kd.kd_estimate(
+        a, fid.Reference.of(b), "inception", n_boot=10, seed=3, subsets=3, subset_size=100
+    )
+    assert est.value == ours  # Inception features keep clean-fid's KID exactly
 
 
 def test_kd_replicates_are_the_unbiased_mmd(feats):
@@ -70,18 +76,35 @@ def test_kd_replicates_are_the_unbiased_mmd(feats):
         + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
         - 2 * k(a, b).mean()
     )
-    got = fid.kd_replicates(a, b, np.arange(n)[None], block=64)[0]
+    got = kd.kd_replicates(a, fid.Reference.of(b), np.arange(n)[None], block=64)[0]
     assert got == pytest.approx(direct, rel=1e-9)
-    same = fid.kd_estimate(b[:120], fid.Reference.of(b[120:]), n_boot=50, subsets=3)
-    assert same.lo < 0.02 and abs(same.value) < 0.05
+    for net in ("inception", "clip"):  # the cubic and the Gaussian kernel
+        same = kd.kd_estimate(b[:120], fid.Reference.of(b[120:]), net, n_boot=50, subsets=3)
+        assert same.lo < 0.02 and abs(same.value) < 0.05
+
+
+def test_gaussian_kd_is_the_unbiased_mmd_with_the_reference_scale(feats):
+    a, b = feats
+    ell2 = 2 * np.var(b, axis=0, ddof=1).sum()
+    sq = lambda x, y: ((x[:, None] - y[None]) ** 2).sum(-1)  # noqa: E731
+    kaa, kbb, kab = (np.exp(-sq(x, y) / ell2) for x, y in ((a, a), (b, b), (a, b)))
+    n, m = len(a), len(b)
+    direct = ((kaa.sum() - n) / (n * (n - 1)) + (kbb.sum() - m) / (m * (m - 1))
+              - 2 * kab.mean())  # fmt: skip
+    assert kd.kd_estimate(a, fid.Reference.of(b), "clip", n_boot=10).value == pytest.approx(
+        direct, rel=1e-9
+    )
 
 
 def test_distances_are_named_by_their_network(feats):
     a, b = feats
-    names = fid.distances(a, fid.Reference.of(b), "clip", n_boot=20, subsets=2, subset_size=50)
-    assert set(names) == {"fd_clip", "kd_clip"}
-    assert set(fid.metric_names("inception")) == {"fid", "kid"}
-    e = names["fd_clip"]
+    keys = ["fd", "fd_inf", "kd"]
+    assert registry.produced(keys, registry.Context(net="clip")) == [
+        "fd_clip", "fd_clip_inf", "kd_clip"]  # fmt: skip
+    assert registry.produced(keys, registry.Context(net="inception")) == ["fid", "fid_inf", "kid"]
+    assert registry.lower_is_better("fd_clip_inf") and registry.higher_is_better("clip_score")
+    assert registry.higher_is_better("fd_clip_extra") is None  # unknown: never ranked
+    e = fid.fd_estimate(a, fid.Reference.of(b), n_boot=20)
     assert e.lo <= e.value <= e.hi and e.hi > e.lo
 
 
@@ -119,12 +142,12 @@ def test_bootstrap_interval_covers_and_differ_rule():
     b = U.bootstrap_mean(rng.normal(0.5, 1.0, 400), seed=2)
     c = U.bootstrap_mean(rng.normal(0.02, 1.0, 400), seed=3)
     assert a.lo < 0.0 < a.hi and 0.1 < a.hi - a.lo < 0.4  # ~ 2 * 1.96 / sqrt(400)
-    assert U.differ(a, b) and not U.differ(a, c)
-    d = U.difference(b, a)
+    assert differ(a, b) and not differ(a, c)
+    d = difference(b, a)
     assert d.lo > 0 and d.value == pytest.approx(b.value - a.value)
     plain = U.Estimate(1.0, 0.9, 1.1, 10)
-    assert U.differ(plain, U.Estimate(1.3, 1.2, 1.4, 10))
-    assert not U.differ(plain, U.Estimate(1.15, 1.05, 1.25, 10))
+    assert differ(plain, U.Estimate(1.3, 1.2, 1.4, 10))
+    assert not differ(plain, U.Estimate(1.15, 1.05, 1.25, 10))
 
 
 def test_across_seeds_widens_with_seed_spread():

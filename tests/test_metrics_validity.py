@@ -20,6 +20,7 @@ from harness.data import build_source
 from harness.errors import HarnessError
 from harness.metrics import uncertainty as U
 from harness.metrics.compositional import cached_classifier, classifier_key
+from harness.metrics.inference import differ
 from harness.metrics.score import Evaluators, score_folders, score_images
 from harness.metrics.suite import load_suite, parse_suite
 from harness.stages import graph
@@ -72,7 +73,7 @@ def worse(clean: U.Estimate, bad: U.Estimate, higher_is_better: bool) -> bool:
     """`bad` moved the wrong-for-quality way, beyond the clean interval, and the two differ
     by the harness's own rule (the difference's interval excludes 0)."""
     beyond = bad.value < clean.lo if higher_is_better else bad.value > clean.hi
-    return beyond and U.differ(clean, bad)
+    return beyond and differ(clean, bad)
 
 
 def test_every_metric_moves_the_right_way(world):

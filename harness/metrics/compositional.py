@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_write
 from ..config import DataConfig
 from ..config.hashing import digest, training_fields
 from ..data import build_source
@@ -150,10 +151,8 @@ def train_classifier(
     val_images = torch.from_numpy(val.images).permute(0, 3, 1, 2)
     metrics = heldout_accuracy(net, val_images, val.attributes)
     metrics.update(train_steps=steps, final_loss=loss.item(), world_size=1)  # plain torch
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
-    torch.save({"state_dict": net.state_dict(), "width": net.width, "hidden": net.hidden}, tmp)
-    tmp.replace(out_dir / MODEL_FILE)
+    state = {"state_dict": net.state_dict(), "width": net.width, "hidden": net.hidden}
+    atomic_write(out_dir / MODEL_FILE, lambda tmp: torch.save(state, tmp))
     write_stage_metrics(out_dir, metrics)
     return net
 

@@ -87,6 +87,20 @@ def pick_distance(
     return "clip", clip_distance(clip)
 
 
+def mean_pairwise(
+    groups: torch.Tensor, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """uint8 (N, M, 3, H, W) -> (N,) mean distance over the M (M - 1) / 2 pairs of a group."""
+    n, m = groups.shape[:2]
+    if m < 2:
+        raise ValueError(f"need at least 2 images per group, got {m}")
+    pairs = list(itertools.combinations(range(m), 2))
+    i, j = (torch.tensor(p) for p in zip(*pairs, strict=True))
+    a = groups[:, i].flatten(0, 1)  # (N * P, 3, H, W)
+    b = groups[:, j].flatten(0, 1)
+    return distance(a, b).reshape(n, len(pairs)).double().mean(1)
+
+
 def variation_diversity(
     sources: torch.Tensor,
     variations: torch.Tensor,
@@ -102,11 +116,7 @@ def variation_diversity(
     n, m = variations.shape[:2]
     if m < 2 or len(sources) != n:
         raise ValueError(f"need N sources and (N, M>=2) variations, got {len(sources)}, {m}")
-    pairs = list(itertools.combinations(range(m), 2))
-    i, j = (torch.tensor(p) for p in zip(*pairs, strict=True))
-    a = variations[:, i].flatten(0, 1)  # (N * P, 3, H, W)
-    b = variations[:, j].flatten(0, 1)
-    pairwise = distance(a, b).reshape(n, len(pairs)).double().mean(1)  # (N,)
+    pairwise = mean_pairwise(variations, distance)  # (N,)
     src = sources[:, None].expand(-1, m, -1, -1, -1).flatten(0, 1)  # (N * M, 3, H, W)
     kept = 1.0 - distance(src, variations.flatten(0, 1)).reshape(n, m).double().mean(1)
     return {

@@ -1,12 +1,13 @@
-"""Fréchet and kernel distances (FID/KID) through clean-fid, in any feature space.
+"""Feature networks, reference statistics and the Fréchet distance (FID) through clean-fid.
 
 With clean-fid's Inception weights on disk this is the standard FID in clean mode (PIL
 bicubic resize to 299 on float pixels, clean-fid's torchscript Inception). A Fréchet
 distance in another feature space (an evaluator CLIP's image tower, ...) is named after it:
 `fd_clip`, `kd_clip` -- never `fid`, which means Inception features and nothing else.
 
-Point values are clean-fid's own (`frechet_distance` on the sets' mean/covariance,
-`kernel_distance` with its subsets); intervals bootstrap the generated set (uncertainty.py).
+Point values are clean-fid's own (`frechet_distance` on the sets' mean/covariance);
+intervals bootstrap the generated set (uncertainty.py). The kernel distance is in kd.py,
+the bias-corrected FD_inf in fd_inf.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -39,11 +40,6 @@ class FeatureNet(Protocol):
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         """uint8 (B, 3, H, W) -> features (B, D) float64."""
         ...
-
-
-def metric_names(net_name: str) -> tuple[str, str]:
-    """(Fréchet name, kernel name): only Inception features earn `fid` / `kid`."""
-    return ("fid", "kid") if net_name == "inception" else (f"fd_{net_name}", f"kd_{net_name}")
 
 
 def inception_path() -> Path:
@@ -116,6 +112,8 @@ class Reference:
     feats: np.ndarray  # (M, D)
     mu: np.ndarray  # (D,)
     sigma: np.ndarray  # (D, D)
+    # Per-reference results every arm reuses (S_r^(1/2), KD's reference-pair sum).
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, feats: np.ndarray) -> Reference:
@@ -144,133 +142,61 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def frechet_replicates(gen_feats: np.ndarray, ref: Reference, index: np.ndarray) -> np.ndarray:
+def _sqrt_sigma(ref: Reference) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(S_r^(1/2), mu_r, tr S_r) on the device, computed once per Reference object."""
+    if "sqrt_sigma" not in ref.cache:
+        dev = _device()
+        sr = torch.as_tensor(ref.sigma, dtype=torch.float64, device=dev)
+        w, v = torch.linalg.eigh(sr)
+        a = (v * w.clamp_min(0).sqrt()) @ v.T  # (D, D) symmetric square root
+        mu = torch.as_tensor(ref.mu, dtype=torch.float64, device=dev)
+        ref.cache["sqrt_sigma"] = (a, mu, torch.trace(sr))
+    return ref.cache["sqrt_sigma"]
+
+
+def frechet_replicates(
+    gen_feats: np.ndarray, ref: Reference, index: np.ndarray, budget: int = 2**27
+) -> np.ndarray:
     """FD of each resampled generated set (B,), for rows `index` (B, N).
 
     Tr sqrt(S_g S_r) = sum sqrt(eig(A S_g A)) with A = S_r^(1/2) symmetric, and the nonzero
     eigenvalues of A S_g A = (X A)^T (X A)/(N-1) equal those of the smaller Gram matrix.
+    Replicates are batched, at most `budget` floats of (chunk, N, D) at a time.
     """
-    dev = _device()
-    g = torch.as_tensor(gen_feats, dtype=torch.float64, device=dev)
-    sr = torch.as_tensor(ref.sigma, dtype=torch.float64, device=dev)
-    mr = torch.as_tensor(ref.mu, dtype=torch.float64, device=dev)
-    w, v = torch.linalg.eigh(sr)
-    a = (v * w.clamp_min(0).sqrt()) @ v.T  # (D, D) = S_r^(1/2)
-    tr_r = torch.trace(sr)
+    a, mr, tr_r = _sqrt_sigma(ref)
+    g = torch.as_tensor(gen_feats, dtype=torch.float64, device=a.device)
+    index = torch.as_tensor(np.asarray(index), device=a.device)
+    n, d = index.shape[1], g.shape[1]
     out = []
-    for idx in torch.as_tensor(index, device=dev):
-        x = g[idx]  # (N, D)
-        mu = x.mean(0)
-        xa = (x - mu) @ a / (len(idx) - 1) ** 0.5  # (N, D)
-        gram = xa @ xa.T if xa.shape[0] < xa.shape[1] else xa.T @ xa
-        eig = torch.linalg.eigvalsh(gram).clamp_min(0)
-        tr_g = ((x - mu) ** 2).sum() / (len(idx) - 1)
-        out.append(((mu - mr) ** 2).sum() + tr_g + tr_r - 2 * eig.sqrt().sum())
-    return torch.stack(out).cpu().numpy()
+    for idx in index.split(max(1, budget // (n * d))):
+        x = g[idx]  # (b, N, D)
+        xc = x - x.mean(1, keepdim=True)
+        xa = xc @ a / (n - 1) ** 0.5  # (b, N, D)
+        gram = xa @ xa.mT if n < d else xa.mT @ xa  # the smaller of (N, N) and (D, D)
+        eig = torch.linalg.eigvalsh(gram).clamp_min(0)  # (b, min(N, D))
+        tr_g = (xc**2).sum((1, 2)) / (n - 1)
+        mean_term = ((x.mean(1) - mr) ** 2).sum(1)
+        out.append(mean_term + tr_g + tr_r - 2 * eig.sqrt().sum(1))
+    return torch.cat(out).cpu().numpy()
 
 
 def fd_estimate(
     gen_feats: np.ndarray, ref: Reference, n_boot: int = U.N_BOOT, seed: int = 0
 ) -> U.Estimate:
+    """FD of the generated set at its size N, with a re-centred bootstrap interval.
+
+    What it estimates: E[FD_N], the Frechet distance expected from N samples against this
+    reference -- not the FD of the distributions, which FD_N overestimates by a bias of order
+    1/N that differs between arms (it grows with the arm's variance), so FD_N ranks arms
+    correctly only at one N: compare arms at the same N (Estimate.n), and read fd_<net>_inf
+    (fd_inf.py) for the distance itself. The interval covers E[FD_N] at the nominal rate
+    (the replicates' spread is the sampling spread of FD_N; their excess bias from duplicated
+    rows is removed by re-centring); it does not cover the true FD.
+    """
     n = len(gen_feats)
     reps = frechet_replicates(gen_feats, ref, U.bootstrap_indices(n, n_boot, seed))
-    return U.from_replicates(frechet(gen_feats, ref), reps, n, recentre=True)
-
-
-def kd(
-    gen_feats: np.ndarray,
-    ref_feats: np.ndarray,
-    subsets: int = 100,
-    subset_size: int = 1000,
-    seed: int = 0,
-) -> float:
-    """clean-fid's `kernel_distance` (cubic-kernel MMD^2 averaged over random subsets).
-
-    The same arithmetic and the same subset draws as clean-fid after `np.random.seed(seed)`
-    (tested equal), but in torch on a private generator: clean-fid's numpy loop draws from
-    the global generator and crawls on a busy CPU.
-    """
-    rs = np.random.RandomState(seed)
-    g = torch.as_tensor(gen_feats, dtype=torch.float64, device=_device())
-    r = torch.as_tensor(ref_feats, dtype=torch.float64, device=_device())
-    m = min(len(g), len(r), subset_size)
-    t = torch.zeros((), dtype=torch.float64, device=g.device)
-    for _ in range(subsets):
-        x = r[torch.as_tensor(rs.choice(len(r), m, replace=False))]  # clean-fid: feats2 first
-        y = g[torch.as_tensor(rs.choice(len(g), m, replace=False))]
-        a = _kernel(x, x) + _kernel(y, y)
-        t += (a.sum() - a.diagonal().sum()) / (m - 1) - _kernel(x, y).sum() * 2 / m
-    return float(t / subsets / m)
-
-
-def _kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (x @ y.T / x.shape[1] + 1) ** 3  # clean-fid's polynomial kernel
-
-
-def kd_replicates(
-    gen_feats: np.ndarray, ref_feats: np.ndarray, index: np.ndarray, block: int = 2048
-) -> np.ndarray:
-    """Unbiased MMD^2 of each resampled generated set (B,), from resample counts.
-
-    A resample with counts c has sum_{a != b} k(x_a, x_b) = c^T K c - sum_i c_i^2 K_ii over
-    pairs of distinct draws -- minus pairs that repeat one row, which are excluded (as the
-    diagonal is) so the estimate stays unbiased. K is formed block by block, never whole.
-    """
-    dev = _device()
-    g = torch.as_tensor(gen_feats, dtype=torch.float64, device=dev)
-    r = torch.as_tensor(ref_feats, dtype=torch.float64, device=dev)
-    n, m = len(g), len(r)
-    counts = torch.stack([torch.bincount(torch.as_tensor(i), minlength=n) for i in index])
-    c = counts.to(dev, torch.float64)  # (B, N)
-    quad = torch.zeros(len(c), dtype=torch.float64, device=dev)
-    diag = torch.zeros(n, dtype=torch.float64, device=dev)
-    cross = torch.zeros(n, dtype=torch.float64, device=dev)
-    rr = torch.zeros((), dtype=torch.float64, device=dev)
-    for s in range(0, n, block):
-        k = _kernel(g[s : s + block], g)  # (b, N)
-        quad += ((k @ c.T) * c[:, s : s + block].T).sum(0)
-        diag[s : s + block] = k.diagonal(offset=s)
-        cross[s : s + block] = _kernel(g[s : s + block], r).mean(1)
-    for s in range(0, m, block):
-        k = _kernel(r[s : s + block], r)
-        rr += k.sum() - k.diagonal(offset=s).sum()
-    sq = (c**2).sum(1)
-    gg = (quad - (c**2) @ diag) / (n * n - sq)
-    return (gg + rr / (m * (m - 1)) - 2 * (c @ cross) / n).cpu().numpy()
-
-
-def kd_estimate(
-    gen_feats: np.ndarray,
-    ref: Reference,
-    n_boot: int = U.N_BOOT,
-    seed: int = 0,
-    subsets: int = 100,
-    subset_size: int = 1000,
-) -> U.Estimate:
-    n = len(gen_feats)
-    value = kd(gen_feats, ref.feats, subsets, subset_size, seed)
-    reps = kd_replicates(gen_feats, ref.feats, U.bootstrap_indices(n, n_boot, seed))
-    return U.from_replicates(value, reps, n, recentre=True)
-
-
-def distances(
-    gen_feats: np.ndarray,
-    ref: Reference,
-    net_name: str,
-    which: tuple[str, ...] = ("fd", "kd"),
-    n_boot: int = U.N_BOOT,
-    seed: int = 0,
-    subsets: int = 100,
-    subset_size: int = 1000,
-) -> dict[str, U.Estimate]:
-    """{fid/fd_<net>: ..., kid/kd_<net>: ...} for the requested kinds."""
-    fd_name, kd_name = metric_names(net_name)
-    out = {}
-    if "fd" in which:
-        out[fd_name] = fd_estimate(gen_feats, ref, n_boot, seed)
-    if "kd" in which:
-        out[kd_name] = kd_estimate(gen_feats, ref, n_boot, seed, subsets, subset_size)
-    return out
+    draws = U.Draws(n, n_boot, (seed,))
+    return U.from_replicates(frechet(gen_feats, ref), reps, n, recentre=True, draws=draws)
 
 
 def cached_reference(

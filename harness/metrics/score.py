@@ -11,7 +11,6 @@ the same stage key the experiment runner uses, so both share it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,35 +20,17 @@ from PIL import Image
 from ..config import Config, DataConfig
 from ..config.hashing import training_fields
 from ..data import build_source
-from ..data.images import resize, to_model, to_uint8
 from ..errors import HarnessError
 from ..paths import default_cache_dir
-from . import fid
-from .clip_score import clip_score
-from .compositional import Claim, cached_classifier, compositional_scores, parse_caption
-from .diversity import pick_distance, variation_diversity
+from . import fid, registry
+from .compositional import Claim, cached_classifier, parse_caption
+from .inputs import Evaluators, Inputs, at_resolution
 from .suite import Suite, resolve_features
 from .uncertainty import Estimate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-@dataclass
-class Evaluators:
-    """What scores samples: evaluator CLIP (features, CLIP score, diversity), the
-    conditioning CLIP (only if a suite asks for it) and the shapes attribute classifier."""
-
-    clip: torch.nn.Module | None = None
-    conditioning_clip: torch.nn.Module | None = None
-    classifier: torch.nn.Module | None = None
-    clip_key: str = ""  # identifies the evaluator CLIP in reference-statistics cache keys
-
-
-def at_resolution(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> uint8 at size x size (area down, bicubic up: images.resize)."""
-    if size <= 0 or images.shape[-1] == size:
-        return images
-    return to_uint8(resize(to_model(images), size))
+__all__ = ["Evaluators", "at_resolution", "default_cache_dir", "feature_net", "score_folders",
+           "score_images"]  # fmt: skip
 
 
 def feature_net(suite: Suite, ev: Evaluators) -> fid.FeatureNet:
@@ -68,51 +49,47 @@ def score_images(
     captions: list[str] | None = None,
     claims: list[Claim] | None = None,
     variations: tuple[torch.Tensor, torch.Tensor] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
+    groups: torch.Tensor | None = None,
 ) -> dict[str, Estimate]:
     """Every metric of `suite` that the inputs allow, each with its 95% interval.
 
-    gen: uint8 (N, 3, H, W); reference: cached statistics (in this suite's feature space) or
-    uint8 images; captions / claims: one per gen image; variations: (sources (S, 3, H, W),
-    variations (S, M, 3, H, W)). Metrics whose inputs are missing are skipped.
+    gen: uint8 (N, 3, H, W), N the same for every arm compared (set-level distances depend on
+    it; each Estimate records it); reference: cached statistics (in this suite's feature
+    space) or uint8 images; captions / claims: one per gen image; variations: (sources
+    (S, 3, H, W), variations (S, V, 3, H, W)); groups: (M, K, 3, H, W), K samples of each of
+    M captions. Metrics whose inputs are missing are skipped. `seed`: the bootstrap index
+    seed, by default the suite's, shared by every arm so that replicates pair up.
     """
-    res, boot, out = suite.resolution, suite.n_bootstrap, {}
-    gen = at_resolution(gen, res)
+    inp = Inputs(suite, ev, at_resolution(gen, suite.resolution),
+                 suite.bootstrap_seed if seed is None else seed, captions=captions,
+                 claims=claims, variations=variations, groups=groups)  # fmt: skip
     if suite.needs_features and reference is not None:
-        net = feature_net(suite, ev)
+        inp.net = feature_net(suite, ev)
         if isinstance(reference, torch.Tensor):
-            reference = fid.Reference.of(fid.extract(net, at_resolution(reference, res)))
-        feats = fid.extract(net, gen, suite.batch_size)
-        kinds = tuple(k for k in ("fd", "kd") if k in suite.metrics)
-        out |= fid.distances(feats, reference, net.name, kinds, boot, seed,
-                             suite.kid_subsets, suite.kid_subset_size)  # fmt: skip
-    if "clip_score" in suite.metrics and captions is not None:
-        conditioning = suite.clip_model == "conditioning"
-        model = ev.conditioning_clip if conditioning else ev.clip
-        if model is not None:
-            out["clip_score"] = clip_score(model, gen, captions, suite.batch_size, conditioning,
-                                           boot, seed)  # fmt: skip
-    if "compositional" in suite.metrics and claims is not None and ev.classifier is not None:
-        out |= compositional_scores(ev.classifier, gen, claims, boot, seed)
-    if "diversity" in suite.metrics and variations is not None:
-        name, dist = pick_distance(ev.clip)
-        src, var = at_resolution(variations[0], res), variations[1]
-        var = at_resolution(var.flatten(0, 1), res).reshape(*var.shape[:2], *src.shape[1:])
-        out |= variation_diversity(src, var, dist, name, boot, seed)
+            ref_images = at_resolution(reference, suite.resolution)
+            reference = fid.Reference.of(fid.extract(inp.net, ref_images, suite.batch_size))
+        inp.reference = reference
+    out: dict[str, Estimate] = {}
+    for key in suite.metrics:
+        spec = registry.get(key, suite.name)
+        if all(inp.has(need) for need in spec.needs):
+            out |= spec.compute(inp)
     return out
 
 
 def data_reference(
     data_cfg: DataConfig, suite: Suite, net: fid.FeatureNet, cache_dir: Path, clip_key: str = ""
 ) -> fid.Reference:
-    """Reference statistics of `suite.split` of the data, cached per (dataset, split,
-    resolution, network): rendered once at data.resolution, resized by area like every stage."""
+    """Reference statistics of `suite.reference_split` of the data, cached per (dataset,
+    split, resolution, network): rendered once at data.resolution, resized by area like every
+    stage."""
     res = suite.resolution or data_cfg.resolution
-    key = {"data": training_fields(data_cfg), "split": suite.split, "resolution": res,
+    key = {"data": training_fields(data_cfg), "split": suite.reference_split, "resolution": res,
            "n": suite.n_reference, "network": net.name, "clip": clip_key}  # fmt: skip
 
     def images() -> torch.Tensor:
-        source = build_source(data_cfg, suite.split)
+        source = build_source(data_cfg, suite.reference_split)
         n = min(suite.n_reference or len(source), len(source))
         return at_resolution(torch.stack([source[i][0] for i in range(n)]), res)
 

@@ -12,8 +12,11 @@ from typing import Any
 
 from ..config import Config
 from ..config.validate import suggest
+from ..data import source_of
 from ..errors import ConfigError
-from ..results import lower_is_better
+from ..metrics.diversity import lpips_available
+from ..metrics.registry import Context, higher_is_better, produced
+from ..metrics.suite import resolve_features
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -43,7 +46,7 @@ def parse_objectives(raw: Any, where: str) -> list[Objective]:
                 hint = suggest(str(key), ["metric", "direction"])
                 raise ConfigError(f"{spot}.{key}: unknown key{hint}", where)
         metric = item["metric"]
-        default = "minimize" if lower_is_better(metric) else "maximize"
+        default = "minimize" if higher_is_better(metric) is False else "maximize"
         direction = item.get("direction", default)
         if direction not in DIRECTIONS:
             raise ConfigError(f"{spot}.direction: {direction!r} (allowed: minimize, maximize)"
@@ -56,23 +59,13 @@ def parse_objectives(raw: Any, where: str) -> list[Objective]:
 
 
 def produced_metrics(suite: Any, cfg: Config) -> list[str]:
-    """The metric names an arm of `cfg` scored by `suite` reports on this machine."""
-    from ..metrics import fid
-    from ..metrics.diversity import lpips_available
-    from ..metrics.suite import resolve_features
-
-    out: list[str] = []
-    if suite.needs_features:
-        fd, kd = fid.metric_names("inception" if resolve_features(suite) == "inception" else "clip")
-        out += [n for kind, n in (("fd", fd), ("kd", kd)) if kind in suite.metrics]
-    if "clip_score" in suite.metrics:
-        out.append("clip_score")
-    if "compositional" in suite.metrics and cfg.data.source == "shapes":
-        out += ["compositional_acc", "object_recall"]
-    if "diversity" in suite.metrics:
-        space = "lpips" if lpips_available() else "clip"
-        out += [f"diversity_{space}", f"preservation_{space}"]
-    return out
+    """The metric names an arm of `cfg` scored by `suite` reports on this machine (the metric
+    registry's names for this feature network, diversity distance and data source)."""
+    net = "clip"
+    if suite.needs_features and resolve_features(suite) == "inception":
+        net = "inception"
+    space = "lpips" if lpips_available() else "clip"
+    return produced(suite.metrics, Context(net, space, source_of(cfg.data).attributes))
 
 
 def check_produced(objectives: list[Objective], suite: Any, cfg: Config, where: str) -> None:
