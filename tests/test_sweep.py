@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -203,8 +204,14 @@ def test_two_workers_share_one_postgres_study(postgres_url, micro, tmp_path):
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(4))  # none lost, none beyond the budget
     assert {t.state.name for t in trials} == {"COMPLETE"}
-    owners = {t.user_attrs["worker"] for t in trials}
-    assert owners == {f"{socket.gethostname()}:{p.pid}" for p in procs}  # both took part
+    # Both joined the one study and split its budget between them. Which worker claims which
+    # trial is a race (a warm worker can run all four before the other has imported torch),
+    # so the split itself is not asserted; each trial's owner and the tallies are.
+    assert study.user_attrs["workers_joined"] == 2
+    pids = {f"{socket.gethostname()}:{p.pid}" for p in procs}
+    assert {t.user_attrs["worker"] for t in trials} <= pids
+    ran = [int(re.search(r"this worker ran (\d+)", log).group(1)) for log in logs]
+    assert sum(ran) == 4, logs
     dirs = sorted(p.name for p in (tmp_path / study_name / "trials").glob("trial-*"))
     assert dirs == [f"trial-{n:04d}" for n in range(4)]  # each trial ran exactly once
     assert len({tuple(t.params.items()) for t in trials}) == 4  # workers sample apart
