@@ -106,30 +106,68 @@ class Runner:
         def generate(tmp: Path) -> dict[str, Any]:
             emb = compute_embeddings(pipe.clip, res.dirs[CLIP.name], cfg.data, suite.split)
             n = min(suite.n_samples, len(emb))
-            chunks, z_chunks = [], []
-            bs = cfg.sample.batch_size
             start = time.perf_counter()
-            for lo in range(0, n, bs):
-                hi = min(lo + bs, n)
-                out = pipe.generate(
-                    torch.from_numpy(np.array(emb.z_t[lo:hi], np.float32)),
-                    torch.from_numpy(np.array(emb.text_enc[lo:hi], np.float32)),
-                    torch.from_numpy(np.array(emb.text_mask[lo:hi])),
-                    torch.from_numpy(np.array(emb.tokens[lo:hi])),
-                    NoiseStreams.of(cfg.seed, cfg.sample.seed, range(lo, hi)),
-                )
-                chunks.append(to_uint8_np(out["images"]))
-                if out["z_i"] is not None:
-                    z_chunks.append(out["z_i"].cpu().numpy())
-                self.echo(f"  sampling   {hi}/{n}")
-            np.save(tmp / "images.npy", np.concatenate(chunks))
-            if z_chunks:
-                np.save(tmp / "z_i.npy", np.concatenate(z_chunks))
+            images, z_i = self.generate_rows(cfg, pipe, emb, [(i, 0) for i in range(n)], "sampling")
+            np.save(tmp / "images.npy", images)
+            if z_i is not None:
+                np.save(tmp / "z_i.npy", z_i)
             (tmp / "captions.json").write_text(json.dumps(list(emb.captions[:n])))
             write_json_atomic(tmp / METRICS_FILE, {"seconds": time.perf_counter() - start, "n": n})
             return {}
 
         return self.cache.resolve("samples", key, generate).path
+
+    def generate_rows(
+        self, cfg: Config, pipe: Pipeline, emb: Any, rows: list[tuple[int, int]], what: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Samples for (caption index, replica) rows, in batches of sample.batch_size: uint8
+        images (R, 3, H, W) and the prior's z_i (None without a prior). Each row draws from
+        its own CRN stream, so a row's sample depends neither on its batch nor on the arm
+        upstream of a stage."""
+        chunks, z_chunks = [], []
+        bs = cfg.sample.batch_size
+        for lo in range(0, len(rows), bs):
+            batch = rows[lo : lo + bs]
+            idx = np.array([i for i, _ in batch])
+            out = pipe.generate(
+                torch.from_numpy(np.array(emb.z_t[idx], np.float32)),
+                torch.from_numpy(np.array(emb.text_enc[idx], np.float32)),
+                torch.from_numpy(np.array(emb.text_mask[idx])),
+                torch.from_numpy(np.array(emb.tokens[idx])),
+                NoiseStreams(cfg.seed, cfg.sample.seed, batch),
+            )
+            chunks.append(to_uint8_np(out["images"]))
+            if out["z_i"] is not None:
+                z_chunks.append(out["z_i"].cpu().numpy())
+            self.echo(f"  {what}   {lo + len(batch)}/{len(rows)}")
+        return np.concatenate(chunks), (np.concatenate(z_chunks) if z_chunks else None)
+
+    def sample_groups(
+        self, cfg: Config, keys: dict, pipe: Pipeline, res: Resolution, suite: Any, samples: Path
+    ) -> torch.Tensor | None:
+        """K samples of each of the suite's first M captions, uint8 (M, K, 3, H, W), for the
+        per-caption sample diversity; None when the suite does not score it. Replica 0 is the
+        caption's main sample (same stream), so only replicas 1..K-1 are drawn, and cached."""
+        if "groups" not in suite.needs:
+            return None
+        m, k = suite.sample_diversity_captions, suite.samples_per_caption
+        key = reads_key("generate", cfg, keys, suite.split, "groups", m, k,
+                        cfg.sample.batch_size, cfg.seed)  # fmt: skip
+        main = np.load(samples / "images.npy")
+        m = min(m, len(main))  # the groups' captions are the first of the main samples'
+
+        def generate(tmp: Path) -> dict[str, Any]:
+            emb = compute_embeddings(pipe.clip, res.dirs[CLIP.name], cfg.data, suite.split)
+            rows = [(i, r) for i in range(m) for r in range(1, k)]
+            start = time.perf_counter()
+            images, _ = self.generate_rows(cfg, pipe, emb, rows, "per-caption samples")
+            np.save(tmp / "replicas.npy", images)
+            write_json_atomic(tmp / METRICS_FILE, {"seconds": time.perf_counter() - start})
+            return {}
+
+        path = self.cache.resolve("sample_groups", key, generate).path
+        more = np.load(path / "replicas.npy").reshape(m, k - 1, *main.shape[1:])
+        return torch.from_numpy(np.concatenate([main[:m, None], more], axis=1))
 
     def variations(self, cfg: Config, keys: dict, pipe: Pipeline, suite: Any) -> Path | None:
         """Image variations of the split's first images (diversity metric), cached: uint8

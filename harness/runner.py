@@ -30,7 +30,9 @@ from .metrics.suite import load_suite, resolve_features
 from .paths import inside
 from .pipeline import Pipeline
 from .preflight import check_run
+from .real_row import RealRow, score_real_row
 from .results import estimate_dict, per_arm, save_replicates, table, write_csv, write_json
+from .stages.common import METRICS_FILE
 from .stages.graph import CLIP, EVAL_CLIP, stage_keys
 from .stages.resolve import StageEvent
 
@@ -45,17 +47,23 @@ class ArmResult:
     wandb_dir: str | None
     config: Config
     events: list[StageEvent]  # what each stage did: trained now, or reused
+    samples: Path | None = None  # the cached samples' folder
+    evaluators: Evaluators | None = None  # what scored them (the real row reuses them)
 
 
 class ExperimentRun(Runner):
     """The whole experiment: every arm x seed, then results.csv / results.json / the table."""
 
+    classifier_metrics: dict[str, Any] | None = None  # the attribute classifier's, if used
+
     def evaluators(self, cfg: Config, loaded: dict, keys: dict, suite: Any) -> Evaluators:
         classifier = None
         if "claims" in suite.needs and source_of(cfg.data).attributes:
-            classifier, _ = cached_classifier(
+            classifier, where = cached_classifier(
                 cfg.data, self.cache.root / "classifier", suite.classifier_steps
             )
+            # its held-out accuracy on real images goes to results.json (issue 15 item 6)
+            self.classifier_metrics = json.loads((where / METRICS_FILE).read_text())
         return Evaluators(
             clip=loaded[EVAL_CLIP.name],
             conditioning_clip=loaded[CLIP.name],
@@ -63,19 +71,29 @@ class ExperimentRun(Runner):
             clip_key=keys[EVAL_CLIP.name] or "",
         )
 
-    def score(self, cfg: Config, ev: Any, samples: Path, varied: Path | None, suite: Any) -> dict:
+    def reference(self, cfg: Config, ev: Evaluators, suite: Any) -> Any:
+        """The reference split's cached statistics in the suite's feature space (or None)."""
+        if not suite.needs_features:
+            return None
+        net = feature_net(suite, ev)
+        return data_reference(cfg.data, suite, net, self.cache.root / "references", ev.clip_key)
+
+    @staticmethod
+    def claims(cfg: Config, ev: Evaluators, suite: Any, n: int) -> list | None:
+        """What each of the first n captions states (issue 20), when a classifier checks it."""
+        source = build_source(cfg.data, suite.split)
+        if ev.classifier is None or not hasattr(source, "claims"):
+            return None
+        return list(source.claims[:n])
+
+    def score(
+        self, cfg: Config, ev: Any, samples: Path, varied: Path | None, suite: Any,
+        groups: torch.Tensor | None = None,
+    ) -> dict:  # fmt: skip
         images = torch.from_numpy(np.load(samples / "images.npy"))
         captions = json.loads((samples / "captions.json").read_text())
-        reference = None
-        if suite.needs_features:
-            net = feature_net(suite, ev)
-            reference = data_reference(
-                cfg.data, suite, net, self.cache.root / "references", ev.clip_key
-            )
-        source = build_source(cfg.data, suite.split)
-        claims = None
-        if ev.classifier is not None and hasattr(source, "claims"):
-            claims = list(source.claims[: len(images)])  # what each caption states (issue 20)
+        reference = self.reference(cfg, ev, suite)
+        claims = self.claims(cfg, ev, suite, len(images))
         variations = None
         if varied is not None:
             variations = (
@@ -83,7 +101,8 @@ class ExperimentRun(Runner):
                 torch.from_numpy(np.load(varied / "variations.npy")),
             )
         # the suite's bootstrap seed, not cfg.seed: every arm and seed resamples alike (paired)
-        return score_images(suite, ev, images, reference, captions, claims, variations)
+        return score_images(suite, ev, images, reference, captions, claims, variations,
+                            groups=groups)  # fmt: skip
 
     def run_one(self, arm: Arm, seed: int, suite: Any) -> ArmResult:
         cfg = self.exp.config(arm, seed)
@@ -91,9 +110,10 @@ class ExperimentRun(Runner):
         pipe, res = self.pipeline(cfg, keys)
         samples = self.samples(cfg, keys, pipe, res, suite)
         varied = self.variations(cfg, keys, pipe, suite)
+        groups = self.sample_groups(cfg, keys, pipe, res, suite, samples)
         self.echo("  scoring ...")
         ev = self.evaluators(cfg, res.loaded, keys, suite)
-        metrics = self.score(cfg, ev, samples, varied, suite)
+        metrics = self.score(cfg, ev, samples, varied, suite, groups)
         out = inside(self.root, self.root / arm.slug / f"seed{seed}")
         out.mkdir(parents=True, exist_ok=True)
         record = {"arm": arm.label, "seed": seed, "axes": arm.axes, "stage_keys": keys,
@@ -101,7 +121,7 @@ class ExperimentRun(Runner):
         write_json_atomic(out / "metrics.json", record)
         save_replicates(out / "replicates.npz", metrics)
         wandb_dir = self.track_arm(cfg, arm, keys, suite, metrics, samples, out)
-        return ArmResult(arm, seed, keys, metrics, out, wandb_dir, cfg, res.events)
+        return ArmResult(arm, seed, keys, metrics, out, wandb_dir, cfg, res.events, samples, ev)
 
     def track_arm(
         self, cfg: Config, arm: Arm, keys: dict, suite: Any, metrics: dict, samples: Path, out: Path
@@ -147,38 +167,34 @@ class ExperimentRun(Runner):
             for seed in self.exp.seeds:
                 self.echo(f"[{len(results) + 1}/{total}] {arm.label}  seed {seed}")
                 results.append(self.run_one(arm, seed, suite))
+        self.write_results(suite, results, score_real_row(self, suite, results))
+        return results
+
+    def write_results(self, suite: Any, results: list[ArmResult], real: RealRow | None) -> None:
+        """results.csv, results.json (every figure with its N, replicates' folder, pairing
+        and correction; the statistics section) and the printed table; the real row last."""
         records = [
             {"arm": r.arm.label, "seed": r.seed, "axes": r.arm.axes, "metrics": r.metrics}
             for r in results
-        ]
+        ] + ([real.record()] if real else [])
+        rows = [row_of(r) for r in results]
+        if real is not None:
+            rows.append({**real.record(), "metrics": {k: e.as_dict() for k, e in
+                         real.metrics.items()}, "stage_keys": real.stage_keys,
+                         "dir": str(real.out_dir), "wandb_dir": real.wandb_dir})  # fmt: skip
         write_csv(self.root / "results.csv", records, self.exp.axes)
-        write_json(
-            self.root / "results.json",
-            {
-                "experiment": self.exp.name,
-                "file": str(self.exp.path),
-                "overrides": self.exp.overrides,
-                "suite": suite.name,
-                "axes": self.exp.axes,
-                "statistics": statistics(per_arm(records)),
-                "rows": [
-                    {
-                        "arm": r.arm.label,
-                        "seed": r.seed,
-                        "axes": r.arm.axes,
-                        "stage_keys": r.keys,
-                        "dir": str(r.out_dir),
-                        "wandb_dir": r.wandb_dir,
-                        "metrics": {k: e.as_dict() for k, e in r.metrics.items()},
-                        "config": dataclasses.asdict(r.config),
-                    }
-                    for r in results
-                ],
-            },
-        )
+        write_json(self.root / "results.json", {
+            "experiment": self.exp.name,
+            "file": str(self.exp.path),
+            "overrides": self.exp.overrides,
+            "suite": suite.name,
+            "axes": self.exp.axes,
+            "classifier": self.classifier_metrics,
+            "statistics": statistics(per_arm(records)),
+            "rows": rows,
+        })  # fmt: skip
         self.echo("\n" + table(records))
         self.echo(f"\nresults: {self.root / 'results.csv'}")
-        return results
 
     def train_with_rank_zero(self) -> list[ArmResult]:
         """A non-zero DDP rank: each fit is a collective, so it walks the arms and trains
@@ -190,6 +206,19 @@ class ExperimentRun(Runner):
                 cfg = self.exp.config(arm, seed)
                 self.resolve(cfg, stage_keys(cfg))
         return []
+
+
+def row_of(r: ArmResult) -> dict[str, Any]:
+    return {
+        "arm": r.arm.label,
+        "seed": r.seed,
+        "axes": r.arm.axes,
+        "stage_keys": r.keys,
+        "dir": str(r.out_dir),
+        "wandb_dir": r.wandb_dir,
+        "metrics": {k: e.as_dict() for k, e in r.metrics.items()},
+        "config": dataclasses.asdict(r.config),
+    }
 
 
 def write_grid(path: Path, samples: Path, n: int) -> Path:

@@ -28,7 +28,8 @@ def test_a_plugin_prior_kind_and_data_source_validate_and_run(tmp_path):
                   env=env, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     with open(tmp_path / "runs" / "plugin_micro" / "results.csv") as f:
-        (row,) = list(csv.DictReader(f))
+        row, real = list(csv.DictReader(f))  # the arm, then the real images' row
+    assert real["arm"] == "real" and float(real["fd_clip"]) < float(row["fd_clip"])
     assert float(row["fd_clip"]) > 0 and row["clip_score"]
     model = torch.load(tmp_path / "cache" / "prior" / keys["prior"] / "model.pt",
                        weights_only=True)  # fmt: skip

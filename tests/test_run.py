@@ -30,8 +30,9 @@ def micro_run(micro_cache, tmp_path_factory) -> dict:
 
 
 def test_results_csv_has_one_row_per_arm_with_intervals(micro_run):
-    rows = micro_run["rows"]
+    rows, real = micro_run["rows"][:-1], micro_run["rows"][-1]
     assert [r["arm"] for r in rows] == ["prior.kind=diffusion", "prior.kind=text_embedding"]
+    assert real["arm"] == "real" and real["prior.kind"] == ""  # the real row: no axis value
     assert [r["prior.kind"] for r in rows] == ["diffusion", "text_embedding"]
     for name in ("fd_clip", "kd_clip", "clip_score", "compositional_acc", "diversity_clip"):
         for r in rows:

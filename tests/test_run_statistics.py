@@ -23,8 +23,34 @@ def test_results_json_records_n_draws_pairing_and_correction(micro_cache):
     shared = {c["metric"] for c in stats["comparisons"]}
     assert not any(m.startswith(("diversity_", "preservation_")) for m in shared)  # identical
     cold = (micro_cache.parent / "cold_stdout.txt").read_text()
-    assert "N = 16 per arm (diversity_clip: 2, preservation_clip: 2)" in cold
+    assert "N = 16 per arm (" in cold and "sample_diversity_clip: 4" in cold
+    assert "diversity_clip: 2, preservation_clip: 2" in cold
     assert "Holm over" in cold
+    assert 0.0 <= meta["classifier"]["scene_acc"] <= 1.0  # the classifier's held-out figure
+
+
+def test_the_real_row_is_scored_like_an_arm_and_never_ranked(micro_cache):
+    root = micro_cache.parent / "runs" / "micro"
+    meta = json.loads((root / "results.json").read_text())
+    rows = {r["arm"]: r for r in meta["rows"]}
+    real = rows["real"]
+    arms = [r for a, r in rows.items() if a != "real"]
+    assert (root / "real" / "replicates.npz").is_file()
+    # same N and bootstrap draws as the arms, so it pairs with every one of them
+    assert real["metrics"]["clip_score"]["draws"] == arms[0]["metrics"]["clip_score"]["draws"]
+    assert "sample_diversity_clip" not in real["metrics"]  # of generated samples only
+    assert all("sample_diversity_clip" in r["metrics"] for r in arms)
+    assert not any("real" in (c["a"], c["b"]) for c in meta["statistics"]["comparisons"])
+    # the floor of the distances: real images are far closer to the reference than these
+    # barely trained arms' samples
+    worst = min(r["metrics"]["fd_clip"]["value"] for r in arms)
+    assert real["metrics"]["fd_clip"]["value"] < worst / 10
+    cold = (micro_cache.parent / "cold_stdout.txt").read_text()
+    table = cold[cold.index("arm  ") :]
+    assert "\nreal  " in table and "sample_diversity_clip" in table
+    assert "real: held-out real images" in table
+    csv_rows = (root / "results.csv").read_text().splitlines()
+    assert csv_rows[-1].startswith("real,")
 
 
 def test_compare_two_arms_of_a_finished_run(micro_cache):
