@@ -30,6 +30,7 @@ from .errors import HarnessError
 log = logging.getLogger(__name__)
 META = "cache_meta.json"
 TMP_PREFIX = ".tmp-"
+PARTIAL_PREFIX = ".partial-"
 FOLLOW_POLL = 0.2  # seconds between a non-zero DDP rank's looks at rank 0's progress
 FOLLOW_TIMEOUT = 3600.0  # its wait for rank 0's entry once its own copy has trained
 
@@ -47,6 +48,11 @@ class StageCache:
 
     def path(self, stage: str, key: str) -> Path:
         return paths.inside(self.root, self.root / stage / key)
+
+    def partial(self, stage: str, key: str) -> Path:
+        """Where a fit of (stage, key) keeps its in-stage checkpoint until the entry is
+        published (stages/resume.py): outside the temporary folder a crash loses."""
+        return paths.inside(self.root, self.root / stage / f"{PARTIAL_PREFIX}{key}")
 
     def has(self, stage: str, key: str) -> bool:
         return (self.path(stage, key) / META).is_file()
@@ -95,6 +101,8 @@ class StageCache:
             if self.has(stage, key) and not retrain:  # trained while we waited
                 return Resolved(final, True, self._seconds(final))
             self._sweep(final.parent)
+            if retrain:  # remade from scratch, not continued from a killed earlier fit
+                shutil.rmtree(self.partial(stage, key), ignore_errors=True)
             tmp = final.parent / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             start = time.perf_counter()
@@ -104,6 +112,7 @@ class StageCache:
                 record = {"stage": stage, "key": key, "seconds": seconds, **(meta or {}), **extra}
                 (tmp / META).write_text(json.dumps(record, indent=2, default=str) + "\n")
                 self._publish(tmp, final)
+                shutil.rmtree(self.partial(stage, key), ignore_errors=True)
             except BaseException as err:
                 shutil.rmtree(tmp, ignore_errors=True)
                 failure = stage_failure(err, stage, key, final.parent)

@@ -61,6 +61,8 @@ def score_images(
     M captions. Metrics whose inputs are missing are skipped. `seed`: the bootstrap index
     seed, by default the suite's, shared by every arm so that replicates pair up.
     """
+    if variations is not None:  # a cascade may end below the sources' (the data's) size
+        variations = (variations[0], same_size(variations[1], variations[0].shape[-1]))
     inp = Inputs(suite, ev, at_resolution(gen, suite.resolution),
                  suite.bootstrap_seed if seed is None else seed, captions=captions,
                  claims=claims, variations=variations, groups=groups)  # fmt: skip
@@ -76,6 +78,14 @@ def score_images(
         if all(inp.has(need) for need in spec.needs):
             out |= spec.compute(inp)
     return out
+
+
+def same_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> (..., 3, size, size): variations from a cascade whose last
+    enabled stage is smaller than data.resolution meet their real sources at the sources'
+    size (bicubic up), so preservation compares like with like."""
+    flat = at_resolution(images.flatten(0, -4), size)  # (B, 3, size, size)
+    return flat.reshape(*images.shape[:-3], *flat.shape[1:])
 
 
 def data_reference(

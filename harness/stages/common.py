@@ -73,14 +73,20 @@ def set_threads(train: TrainConfig) -> None:
 
 
 def make_trainer(
-    train: TrainConfig, max_steps: int, *, ema: float | None = None, progress: bool = True
+    train: TrainConfig,
+    max_steps: int,
+    *,
+    ema: float | None = None,
+    progress: bool = True,
+    last: list[Callback] | None = None,
 ) -> pl.Trainer:
     """A step-budgeted Trainer from the experiment's `train:` section: the one place where a
     stage's Trainer gets its callbacks, logger and checkpointing (stages.train.train_stage
     is its only caller).
 
     `ema` adds Lightning's EMA weight averaging: validation and the weights left in the
-    module after `fit` are the averaged ones (what the paper samples with).
+    module after `fit` are the averaged ones (what the paper samples with). `last`: callbacks
+    that run after every other (the in-stage checkpoint saves the updated EMA).
     """
     set_threads(train)
     quiet_lightning()
@@ -98,7 +104,7 @@ def make_trainer(
         max_steps=max_steps,
         max_epochs=-1,
         logger=False,  # stage figures go to stage_metrics.json and the stage's W&B run
-        callbacks=[*cbs, *hooks.callbacks],
+        callbacks=[*cbs, *hooks.callbacks, *(last or [])],
         enable_checkpointing=False,  # the stage cache stores the finished artifact
         enable_model_summary=False,
         enable_progress_bar=progress,

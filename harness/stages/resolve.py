@@ -105,7 +105,8 @@ class Resolver:
     def _trainer(self, stage: Stage, key: str, cfg: Config, res: Resolution):
         def train(tmp: Path) -> dict[str, Any]:
             inputs, dirs = inputs_of(stage, res)
-            ctx = StageContext(cfg, tmp, inputs, dirs, self.progress)
+            ctx = StageContext(cfg, tmp, inputs, dirs, self.progress,
+                               partial=self.cache.partial(stage.name, key))  # fmt: skip
 
             def fit() -> dict[str, Any]:
                 stage.train(ctx)

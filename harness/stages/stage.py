@@ -29,6 +29,7 @@ from ..config.hashing import digest, training_fields, value_at, world
 from ..embeddings import Embeddings, compute_embeddings
 from .checkpoint import load_checkpoint, save_checkpoint
 from .common import active_hooks, make_trainer, seed_all, write_stage_metrics
+from .resume import ResumeCallback, fit_resumable
 
 _TRAINING: ContextVar[str | None] = ContextVar("training_stage", default=None)
 
@@ -50,6 +51,7 @@ class StageContext:
     dirs: dict[str, Path] = field(default_factory=dict)
     progress: bool = False
     stage: str = ""  # the stage's name, for messages and metrics (set by Stage)
+    partial: Path | None = None  # in-stage checkpoints of this key (stages/resume.py)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class FitRun:
     seconds: float
     logged: dict[str, float]  # the Trainer's last logged values (e.g. train/loss)
     kept: dict[str, Any] = field(default_factory=dict)  # Fit.kept
+    resumed_from: int = 0  # the step an in-stage checkpoint continued from (0: a fresh fit)
 
 
 def clip_embeddings(ctx: StageContext, split: str) -> Embeddings:
@@ -211,7 +214,8 @@ def train_stage(stage: Stage, ctx: StageContext) -> nn.Module:
         module = module.cpu().eval()
         metrics = recipe.evaluate(ctx, module, run)
         metrics.update(stage=stage.name, seed=stage.seed(cfg), train_steps=run.steps,
-                       train_seconds=round(run.seconds, 2))  # fmt: skip
+                       train_seconds=round(run.seconds, 2),
+                       resumed_from_step=run.resumed_from)  # fmt: skip
         save_checkpoint(ctx.out, module, stage.name, recipe.fields(cfg), recipe.config(cfg),
                         recipe.shape(ctx), recipe.extra(module))  # fmt: skip
         write_stage_metrics(ctx.out, metrics)
@@ -221,10 +225,14 @@ def train_stage(stage: Stage, ctx: StageContext) -> nn.Module:
 def _fit(module: nn.Module, fit: Fit, ctx: StageContext) -> FitRun:
     if fit.steps <= 0:
         return FitRun(0, 0.0, {}, fit.kept)
-    trainer = make_trainer(ctx.cfg.train, fit.steps, ema=fit.ema, progress=ctx.progress)
+    saver = ResumeCallback(ctx.partial, ctx.cfg.train.checkpoint_every) if ctx.partial else None
+    trainer = make_trainer(ctx.cfg.train, fit.steps, ema=fit.ema, progress=ctx.progress,
+                           last=[saver] if saver else [])  # fmt: skip
+    train = fit.train if fit.train is not None else module.train_dataloader()
     start = time.perf_counter()
-    trainer.fit(module, fit.train, fit.val if active_hooks().val_every else None)
+    resumed = fit_resumable(trainer, module, train, fit.val if active_hooks().val_every else None,
+                            ctx.partial)  # fmt: skip
     seconds = time.perf_counter() - start
     distributed.watch_ranks(trainer)  # rank 0 waits for the ranks it launched, at exit
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return FitRun(trainer.global_step, seconds, logged, fit.kept)
+    return FitRun(trainer.global_step, seconds, logged, fit.kept, resumed)
