@@ -41,7 +41,9 @@ class Suite:
     zero_shot: bool = False  # the stages never trained on this data (the paper's COCO protocol)
     n_samples: int = bounded(512, min=2)  # generated samples = captions drawn from `split`
     n_reference: int = bounded(0, min=0)  # reference images; 0 = the whole split
-    resolution: int = bounded(0, min=0)  # px at which everything is scored; 0 = data.resolution
+    # px every image is scored at; 0: generated images at their own size (the last enabled
+    # stage's: evaluators resize their input), the reference at data.resolution
+    resolution: int = bounded(0, min=0)
     clip_model: Literal["evaluator", "conditioning"] = "evaluator"  # conditioning: biased, warns
     diversity_sources: int = bounded(16, min=1)
     diversity_variations: int = bounded(4, min=2)
