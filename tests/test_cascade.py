@@ -93,7 +93,8 @@ def test_the_micro_experiment_runs_through_scoring_with_an_upsampler_off(
     assert trained == ([] if off == "second" else ["upsampler2"]), out.stdout
     (samples,) = (cache / "samples").glob("[!.]*/images.npy")
     assert np.load(samples).shape[-2:] == (OUTPUT_PX[off], OUTPUT_PX[off])
-    (row,) = json.loads((tmp_path / "runs" / "micro" / "results.json").read_text())["rows"]
+    row, real = json.loads((tmp_path / "runs" / "micro" / "results.json").read_text())["rows"]
+    assert real["arm"] == "real"  # real images at data.resolution, scored like the arm
     for name in ("fd_clip", "clip_score", "diversity_clip", "preservation_clip"):
         assert name in row["metrics"], sorted(row["metrics"])
 

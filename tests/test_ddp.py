@@ -36,9 +36,11 @@ def test_run_under_ddp_on_two_cpu_processes(tmp_path):
         assert metrics["world_size"] == 2, (stage, metrics)
     root = tmp_path / "runs" / "micro"
     with open(root / "results.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2  # one row per arm, written once
+        rows = [r["arm"] for r in csv.DictReader(f)]
+    assert len(rows) == 3 and rows[-1] == "real"  # one row per arm (and the real row), once
     stage_runs = list((root / "wandb-stages").rglob("offline-run-*"))
-    arm_runs = [p for p in root.rglob("offline-run-*") if "wandb-stages" not in str(p)]
+    arm_runs = [p for p in root.rglob("offline-run-*")
+                if "wandb-stages" not in str(p) and p.parent.parent.name != "real"]  # fmt: skip
     assert len(stage_runs) == len(STAGES) and len(arm_runs) == 2
     # the arms share every stage but the prior's kind: rank 0 alone sampled each arm once
     assert len([p for p in (cache / "samples").iterdir() if not p.name.startswith(".")]) == 2
