@@ -30,6 +30,7 @@ from .errors import HarnessError
 from .pipeline import Pipeline, reads_key
 from .stages.checks import check_experiment
 from .stages.common import METRICS_FILE
+from .stages.curves import stage_run
 from .stages.graph import CLIP, DECODER, PRIOR, STAGES, UPSAMPLERS
 from .stages.resolve import Resolution, Resolver
 from .stages.stage import Stage
@@ -81,7 +82,8 @@ class Runner:
             directory=self.root / "wandb-stages",
         )
         try:
-            metrics = fit()
+            with stage_run(run):  # the fit's curves and grid go to this run
+                metrics = fit()
         except BaseException:  # e.g. a sweep pruned the trial: close the stage's run
             tracking.finish(run, exit_code=1)
             raise

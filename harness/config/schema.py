@@ -191,6 +191,7 @@ class TrainConfig:
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "64-true"] = "32-true"
     num_workers: int = bounded(0, min=0)
     threads: int = bounded(0, min=0)  # torch CPU threads; 0 = torch's default
+    log_points: int = bounded(50, min=1)  # points per stage training curve (metrics.csv, W&B)
 
 
 @dataclass

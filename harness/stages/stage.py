@@ -29,6 +29,7 @@ from ..config.hashing import digest, training_fields, value_at, world
 from ..embeddings import Embeddings, compute_embeddings
 from .checkpoint import load_checkpoint, save_checkpoint
 from .common import active_hooks, make_trainer, seed_all, write_stage_metrics
+from .curves import log_grid, stage_loggers
 
 _TRAINING: ContextVar[str | None] = ContextVar("training_stage", default=None)
 
@@ -215,13 +216,15 @@ def train_stage(stage: Stage, ctx: StageContext) -> nn.Module:
         save_checkpoint(ctx.out, module, stage.name, recipe.fields(cfg), recipe.config(cfg),
                         recipe.shape(ctx), recipe.extra(module))  # fmt: skip
         write_stage_metrics(ctx.out, metrics)
+        log_grid(ctx.out)  # the stage's sample grid (if its evaluate wrote one) to its run
     return module
 
 
 def _fit(module: nn.Module, fit: Fit, ctx: StageContext) -> FitRun:
     if fit.steps <= 0:
         return FitRun(0, 0.0, {}, fit.kept)
-    trainer = make_trainer(ctx.cfg.train, fit.steps, ema=fit.ema, progress=ctx.progress)
+    trainer = make_trainer(ctx.cfg.train, fit.steps, ema=fit.ema, progress=ctx.progress,
+                           loggers=stage_loggers(ctx.out))  # fmt: skip
     start = time.perf_counter()
     trainer.fit(module, fit.train, fit.val if active_hooks().val_every else None)
     seconds = time.perf_counter() - start
