@@ -79,7 +79,9 @@ class Runner:
             group=self.exp.name,
             job_type=f"train-{stage.name}",
             config={"stage": stage.name, "key": key, **dataclasses.asdict(cfg)},
-            directory=self.root / "wandb-stages",
+            directory=self.root,
+            run_id=tracking.run_id(self.exp.name, stage.name, key),  # key: config and seed
+            tags=(stage.name,),
         )
         try:
             with stage_run(run):  # the fit's curves and grid go to this run

@@ -22,6 +22,7 @@ from .arm import Runner
 from .atomic import write_json_atomic
 from .comparison import statistics
 from .config import Arm, Config, load_experiment
+from .config.hashing import digest
 from .data import build_source, source_of
 from .errors import HarnessError
 from .metrics.compositional import cached_classifier
@@ -108,19 +109,17 @@ class ExperimentRun(Runner):
     ) -> str | None:
         """The arm's W&B run: config, every metric with its interval, the sample grid."""
         grid = write_grid(out / "samples.png", samples, cfg.sample.grid)
+        config = {**dataclasses.asdict(cfg), "arm": arm.label, "axes": arm.axes,
+                  "stage_keys": keys, "suite": suite.name}  # fmt: skip
         run = tracking.init_run(
             cfg.tracking,
             name=f"{arm.label}/seed{cfg.seed}",
             group=self.exp.name,
             job_type="arm",
-            config={
-                **dataclasses.asdict(cfg),
-                "arm": arm.label,
-                "axes": arm.axes,
-                "stage_keys": keys,
-                "suite": suite.name,
-            },  # fmt: skip
-            directory=out,
+            config=config,
+            directory=self.root,
+            run_id=tracking.run_id(self.exp.name, arm.label, cfg.seed, digest(config)),
+            tags=tracking.axis_tags(arm.axes),
         )
         summary = {}
         for name, e in metrics.items():
@@ -178,6 +177,9 @@ class ExperimentRun(Runner):
         )
         self.echo("\n" + table(records))
         self.echo(f"\nresults: {self.root / 'results.csv'}")
+        hint = tracking.sync_hint(self.root)
+        if hint:
+            self.echo(f"W&B (offline): upload with  {hint}")
         return results
 
     def train_with_rank_zero(self) -> list[ArmResult]:
