@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import paths, tracking
+from . import paths, progress, tracking
 from .atomic import write_json_atomic
 from .cache import StageCache
 from .config import Config, Experiment
@@ -113,7 +113,7 @@ class Runner:
             chunks, z_chunks = [], []
             bs = cfg.sample.batch_size
             start = time.perf_counter()
-            for lo in range(0, n, bs):
+            for lo in progress.bar(range(0, n, bs), desc="sampling", unit="batch"):
                 hi = min(lo + bs, n)
                 out = pipe.generate(
                     torch.from_numpy(np.array(emb.z_t[lo:hi], np.float32)),
@@ -125,7 +125,7 @@ class Runner:
                 chunks.append(to_uint8_np(out["images"]))
                 if out["z_i"] is not None:
                     z_chunks.append(out["z_i"].cpu().numpy())
-                self.echo(f"  sampling   {hi}/{n}")
+            self.echo(f"  sampled    {n} images")
             np.save(tmp / "images.npy", np.concatenate(chunks))
             if z_chunks:
                 np.save(tmp / "z_i.npy", np.concatenate(z_chunks))
