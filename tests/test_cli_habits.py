@@ -88,3 +88,23 @@ def test_optuna_dashboard_command_of_each_storage():
         dashboard_command("sqlite:////r/s/study.db") == "optuna-dashboard sqlite:////r/s/study.db"
     )
     assert dashboard_command("journal:/r/a b.log") == "optuna-dashboard '/r/a b.log'"
+
+
+def test_a_child_interpolates_its_bases_keys(write_yaml):
+    """The whole `base:` chain is merged, then `${...}` resolved once (issue 18, item 6)."""
+    write_yaml("base.yaml", "prior: {lr: 0.004}\ndecoder: {lr: 0.002}\n")
+    child = write_yaml("child.yaml", 'name: child\nbase: base.yaml\ndecoder: {lr: "${prior.lr}"}\n')
+    same = write_yaml("same.yaml", "name: same\nbase: base.yaml\ndecoder: {lr: 0.004}\n")
+    base = write_yaml("plain.yaml", "name: plain\nbase: base.yaml\n")
+    assert decoder_keys(str(child), "--json") == decoder_keys(str(same), "--json")
+    assert decoder_keys(str(child), "--json") != decoder_keys(str(base), "--json")
+    bad = write_yaml("bad.yaml", 'name: bad\nbase: base.yaml\ndecoder: {lr: "${prior.nope}"}\n')
+    out = run_cli("validate", str(bad))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert (
+        out.stderr.startswith(f"error: {bad}: decoder.lr: cannot resolve")
+        and "prior.nope" in out.stderr
+    )
+    wrong = write_yaml("wrong.yaml", 'name: wrong\nbase: base.yaml\ndecoder: {lr: "${name}"}\n')
+    out = run_cli("validate", str(wrong))  # a resolved value is validated like a written one
+    assert out.returncode == 2 and "decoder.lr" in out.stderr and "Traceback" not in out.stderr
