@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, paths
-from .cli_setup import add_manipulations
+from .cli_setup import add_manipulations, add_prompts
 from .cliargs import HelpFormatter, add_overrides, common_options, configure, split_overrides
 from .config import load_experiment, read_yaml
 from .errors import ConfigError, HarnessError
@@ -185,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     for add in (add_validate, add_ls, add_score, add_run, add_report, add_compare, add_sweep):
         add(sub)
     add_manipulations(sub, verb)
+    add_prompts(sub, verb)
     return p
 
 

@@ -132,3 +132,36 @@ def add_manipulations(sub: Any, verb: Any) -> None:
     td.add_argument("--steps", type=int, default=5)
     td.add_argument("--out", type=Path, default=Path("textdiff.png"), help="grid PNG")
     td.set_defaults(func=cmd_textdiff)
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from .config import load_experiment
+    from .prompts import read_prompts, run_prompts
+    from .tracking import sync_hint
+
+    read_prompts(args.prompts)  # a missing or empty file fails before any stage trains
+    exp = load_experiment(args.file, args.overrides)
+    res = run_prompts(exp, args.prompts, args.out, args.cache, args.seed, args.n)
+    print(f"wrote {len(res.grids)} grids (arms side by side) to {res.folder}")
+    hint = sync_hint(res.folder.parent)
+    if hint:
+        print(f"W&B (offline): upload with  {hint}")
+    return 0
+
+
+def add_prompts(sub: Any, verb: Any) -> None:
+    pr = verb(
+        sub,
+        "prompts",
+        "sample a list of prompts with every arm, same noise per prompt",
+        "python -m harness prompts experiments/prior_ablation.yaml prompts.txt --n 2",
+    )
+    pr.add_argument("file", help="experiment YAML")
+    pr.add_argument("prompts", type=Path, help="text file, one prompt per line (# comments)")
+    add_overrides(pr)
+    pr.add_argument("--n", type=int, default=1, help="samples per prompt and arm")
+    pr.add_argument("--seed", type=int, help="seed (default: the experiment's first)")
+    pr.add_argument("--out", type=Path, default=Path("runs"),
+                    help="grids go to OUT/<name>/prompts/")  # fmt: skip
+    pr.add_argument("--cache", type=Path, help="stage cache (default $HARNESS_CACHE)")
+    pr.set_defaults(func=cmd_prompts)

@@ -99,3 +99,26 @@ def test_a_warm_rerun_resumes_its_runs_and_honours_the_wandb_env(micro_cache, co
                     env={**env, "WANDB_DIR": str(wandb_dir)}, timeout=900)  # fmt: skip
     assert moved.returncode == 0, moved.stderr[-3000:]
     assert len(offline_runs(wandb_dir)) == 2 and len(offline_runs(out / "micro")) == len(runs)
+
+
+def test_prompts_benchmark_writes_a_grid_per_prompt_and_one_table(micro_cache, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n# not a prompt\n\na blue square\na green triangle\ntwo\n")
+    out = tmp_path / "runs"
+    env = {"HARNESS_CACHE": str(micro_cache)}
+    res = run_cli("prompts", str(MICRO), str(prompts), "--out", str(out), "--n", "2", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "training" not in res.stdout  # every stage from the cache
+    folder = out / "micro" / "prompts"
+    grids = sorted(folder.glob("prompt-*.png"))
+    assert [g.name for g in grids] == [f"prompt-{i:02d}.png" for i in range(4)]
+    from PIL import Image
+
+    from harness.grids import CELL, LABEL
+
+    assert Image.open(grids[0]).size == (2 * CELL, 2 * (CELL + LABEL))  # 2 arms x 2 replicas
+    assert (folder / "prompts.txt").read_text().splitlines()[1] == "01  a blue square"
+    (run,) = offline_runs(out / "micro")
+    tables = [r["history"]["item"] for r in inspect(run) if r["type"] == "history"]
+    assert any(h.get("prompts._type") == "table-file" for h in tables)
+    assert "wandb sync" in res.stdout
