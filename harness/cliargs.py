@@ -115,5 +115,5 @@ def configure(args: argparse.Namespace) -> None:
     root.setLevel(level)
     logging.captureWarnings(True)
     wanted = getattr(args, "progress", None)
-    progress.enable(sys.stderr.isatty() if wanted is None else wanted and not quiet)
+    progress.enable((sys.stderr.isatty() if wanted is None else wanted) and not quiet)
     args.progress = progress.enabled()
