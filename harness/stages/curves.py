@@ -100,6 +100,7 @@ class CurvesCSV(Logger):
     def save(self) -> None:
         if not self.rows:
             return
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a library caller's fresh out
         tmp = self.path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
