@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import paths, tracking
+from . import paths, progress, tracking
 from .atomic import write_json_atomic
 from .cache import StageCache
 from .config import Config, Experiment
@@ -30,6 +30,7 @@ from .errors import HarnessError
 from .pipeline import Pipeline, reads_key
 from .stages.checks import check_experiment
 from .stages.common import METRICS_FILE
+from .stages.curves import stage_run
 from .stages.graph import CLIP, DECODER, PRIOR, STAGES, UPSAMPLERS
 from .stages.resolve import Resolution, Resolver
 from .stages.stage import Stage
@@ -78,10 +79,13 @@ class Runner:
             group=self.exp.name,
             job_type=f"train-{stage.name}",
             config={"stage": stage.name, "key": key, **dataclasses.asdict(cfg)},
-            directory=self.root / "wandb-stages",
+            directory=self.root,
+            run_id=tracking.run_id(self.exp.name, stage.name, key),  # key: config and seed
+            tags=(stage.name,),
         )
         try:
-            metrics = fit()
+            with stage_run(run):  # the fit's curves and grid go to this run
+                metrics = fit()
         except BaseException:  # e.g. a sweep pruned the trial: close the stage's run
             tracking.finish(run, exit_code=1)
             raise
@@ -126,7 +130,7 @@ class Runner:
         upstream of a stage."""
         chunks, z_chunks = [], []
         bs = cfg.sample.batch_size
-        for lo in range(0, len(rows), bs):
+        for lo in progress.bar(range(0, len(rows), bs), desc=what, unit="batch"):
             batch = rows[lo : lo + bs]
             idx = np.array([i for i, _ in batch])
             out = pipe.generate(
@@ -139,7 +143,7 @@ class Runner:
             chunks.append(to_uint8_np(out["images"]))
             if out["z_i"] is not None:
                 z_chunks.append(out["z_i"].cpu().numpy())
-            self.echo(f"  {what}   {lo + len(batch)}/{len(rows)}")
+        self.echo(f"  {what}: {len(rows)} images")
         return np.concatenate(chunks), (np.concatenate(z_chunks) if z_chunks else None)
 
     def sample_groups(

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, paths
+from .cli_setup import add_manipulations, add_prompts
+from .cliargs import HelpFormatter, add_overrides, common_options, configure, split_overrides
 from .config import load_experiment, read_yaml
 from .errors import ConfigError, HarnessError
 
@@ -98,9 +100,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .metrics.suite import load_suite
+    from .overwrite import check_overwrite
     from .preflight import check_run
 
     exp = load_experiment(args.file, args.overrides)
+    check_overwrite(exp, args.out / exp.name, load_suite(exp.metrics).name, args.overwrite)
     check_run(exp, args.out / exp.name, args.cache or paths.default_cache_dir())  # in seconds
     from .runner import ExperimentRun
 
@@ -151,10 +156,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = with_budget(load_sweep(args.file, args.overrides), args.n_trials)
     if args.workers < 1:
         raise HarnessError(f"--workers: expected a positive integer, got {args.workers}")
+    from .sweep.storage import dashboard_command
     from .sweep.study import run_sweep
 
     worker_argv = ["sweep", str(args.file), *args.overrides, "--out", str(args.out),
-                   "--n-trials", str(spec.n_trials), *(["--progress"] if args.progress else []),
+                   "--n-trials", str(spec.n_trials),
+                   "--progress" if args.progress else "--no-progress",
                    *(["--cache", str(args.cache)] if args.cache else [])]  # fmt: skip
     res = run_sweep(spec, args.out, args.storage, args.workers, args.cache, args.progress,
                     argv=worker_argv)  # fmt: skip
@@ -162,107 +169,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"study {res.study} ({res.storage}): {res.done}/{res.budget} trials done, "
           f"{res.running} running elsewhere, {res.errors} failed{ran}")  # fmt: skip
     print(f"report: python -m harness report {res.root}")
+    print(f"dashboard: {dashboard_command(res.storage)}  (pip install optuna-dashboard)")
     return 0
-
-
-def manipulation_setup(args: argparse.Namespace) -> tuple[object, int]:
-    from .data import read_image
-
-    named = [getattr(args, k, None) for k in ("image", "image1", "image2")]
-    for path in [*getattr(args, "images", []), *named]:
-        if path is not None:
-            read_image(path, 8)  # missing or unreadable: fail before any stage trains
-    from .runner import load_setup
-
-    pipe = load_setup(args.setup, args.overrides, args.arm, args.seed, args.cache)
-    return pipe, pipe.cfg.data.resolution
-
-
-def cmd_vary(args: argparse.Namespace) -> int:
-    import torch
-
-    from .data import read_image
-    from .data.images import to_uint8
-    from .grids import labelled_grid
-
-    pipe, res = manipulation_setup(args)
-    images = torch.cat([read_image(p, res) for p in args.images])  # (S, 3, R, R)
-    g = torch.Generator().manual_seed(pipe.cfg.seed)
-    var = to_uint8(pipe.vary(images, args.n, args.eta, g)).cpu()  # (S, n, 3, R', R')
-    rows = [[images[i], *var[i]] for i in range(len(images))]
-    labels = [[Path(p).name, *(f"eta={args.eta} #{k}" for k in range(args.n))] for p in args.images]
-    print(f"wrote {labelled_grid(rows, labels, args.out)}")
-    return 0
-
-
-def cmd_interpolate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .data import read_image
-    from .data.images import to_uint8
-    from .grids import labelled_grid
-    from .manipulations import interpolate
-
-    pipe, res = manipulation_setup(args)
-    a, b = read_image(args.image1, res), read_image(args.image2, res)
-    out = to_uint8(interpolate(pipe, a, b, args.steps, args.latent)).cpu()
-    thetas = torch.linspace(0, 1, args.steps).tolist()
-    row = [a[0], *out, b[0]]
-    names = ["input 1", *(f"theta={t:.2f}" for t in thetas), "input 2"]
-    print(f"wrote {labelled_grid([row], [names], args.out)}")
-    return 0
-
-
-def cmd_textdiff(args: argparse.Namespace) -> int:
-    import torch
-
-    from .data import read_image
-    from .data.images import to_uint8
-    from .grids import labelled_grid
-    from .manipulations import textdiff
-
-    pipe, res = manipulation_setup(args)
-    image = read_image(args.image, res)
-    out = to_uint8(textdiff(pipe, image, args.before, args.after, args.theta_max, args.steps))
-    thetas = torch.linspace(0, args.theta_max, args.steps).tolist()
-    names = ["input", *(f"theta={t:.2f}" for t in thetas)]
-    print(f"wrote {labelled_grid([[image[0], *out.cpu()]], [names], args.out)}")
-    return 0
-
-
-def add_setup_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("setup", help="experiment YAML, or a run directory (OUT/<experiment>)")
-    p.add_argument("--arm", help="arm label (default: the first arm)")
-    p.add_argument("--seed", type=int, help="seed (default: the experiment's first)")
-    p.add_argument("--cache", type=Path, help="stage cache (default $HARNESS_CACHE)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override (repeatable)",
-    )
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m harness", description="unCLIP research harness: ablations, sweeps, metrics."
+        prog="python -m harness",
+        description="unCLIP research harness: ablations, sweeps, metrics.",
+        epilog="example:\n  python -m harness run experiments/prior_ablation.yaml decoder.eta=0.5\n"
+        "`python -m harness VERB --help` shows each verb's options, defaults and an example.",
+        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for add in (add_validate, add_ls, add_score, add_run, add_report, add_compare,
-                add_manipulations, add_sweep):  # fmt: skip
+    for add in (add_validate, add_ls, add_score, add_run, add_report, add_compare, add_sweep):
         add(sub)
+    add_manipulations(sub, verb)
+    add_prompts(sub, verb)
     return p
 
 
+def verb(sub: Any, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A verb's parser: its help, the shared options (-v, -q, --no-progress), defaults in
+    --help and an example."""
+    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                          parents=[common_options()], formatter_class=HelpFormatter)  # fmt: skip
+
+
 def add_validate(sub: Any) -> None:
-    v = sub.add_parser(
+    v = verb(
+        sub,
         "validate",
-        help="parse and expand an experiment; print arms and stage hashes; train nothing",
+        "parse and expand an experiment; print arms and stage hashes; train nothing",
+        "python -m harness validate experiments/eta.yaml decoder.eta=0.5",
     )
     v.add_argument("file", help="experiment YAML")
-    v.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.text_drop=0.2")
+    add_overrides(v)
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.add_argument("--no-data", dest="data", action="store_false",
                    help="skip opening bring-your-own data (a config for elsewhere)")  # fmt: skip
@@ -270,13 +212,17 @@ def add_validate(sub: Any) -> None:
 
 
 def add_ls(sub: Any) -> None:
-    sub.add_parser("ls", help="list experiments, sweeps and metric suites").set_defaults(
-        func=cmd_ls
-    )
+    verb(sub, "ls", "list experiments, sweeps and metric suites",
+         "python -m harness ls").set_defaults(func=cmd_ls)  # fmt: skip
 
 
 def add_score(sub: Any) -> None:
-    sc = sub.add_parser("score", help="score a folder of images against a reference folder")
+    sc = verb(
+        sub,
+        "score",
+        "score a folder of images against a reference folder",
+        "python -m harness score samples/ real/ --suite quick --captions caps.json",
+    )
     sc.add_argument("gen_dir", type=Path, help="generated images")
     sc.add_argument("ref_dir", type=Path, help="reference images")
     sc.add_argument("--suite", default="quick", help="metric suite (metrics/NAME.yaml)")
@@ -288,35 +234,43 @@ def add_score(sub: Any) -> None:
 
 
 def add_run(sub: Any) -> None:
-    r = sub.add_parser("run", help="train, sample and score every arm of an experiment")
+    r = verb(
+        sub,
+        "run",
+        "train, sample and score every arm of an experiment",
+        "python -m harness run experiments/prior_ablation.yaml --out runs decoder.eta=0.5",
+    )
     r.add_argument("file", help="experiment YAML")
-    r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. decoder.eta=0.5")
+    add_overrides(r)
     r.add_argument("--out", type=Path, default=Path("runs"), help="results go to OUT/<name>/")
     r.add_argument(
         "--cache", type=Path, help="stage cache (default $HARNESS_CACHE or ~/.cache/unclip-harness)"
     )
+    r.add_argument("--retrain", action="append", default=[], metavar="STAGE",
+                   help="retrain this stage even if cached (repeatable; `all`)")  # fmt: skip
     r.add_argument(
-        "--retrain",
-        action="append",
-        default=[],
-        metavar="STAGE",
-        help="retrain this stage even if cached (repeatable; `all`)",
-    )
-    r.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bars (logs stay)"
+        "--overwrite",
+        action="store_true",
+        help="replace OUT/<name>/results.csv even if a different config wrote it",
     )
     r.set_defaults(func=cmd_run)
 
 
 def add_report(sub: Any) -> None:
-    rp = sub.add_parser("report", help="comparison table, plots and sample grids of a run")
+    rp = verb(sub, "report", "comparison table, plots and sample grids of a run",
+              "python -m harness report runs/prior_ablation")  # fmt: skip
     rp.add_argument("run_dir", type=Path, help="OUT/<experiment> (a run) or OUT/<study> (a sweep)")
     rp.add_argument("--storage", help="a sweep's storage URL, when it holds a password")
     rp.set_defaults(func=cmd_report)
 
 
 def add_compare(sub: Any) -> None:
-    cp = sub.add_parser("compare", help="arm A - arm B per metric: paired interval, p, Holm p")
+    cp = verb(
+        sub,
+        "compare",
+        "arm A - arm B per metric: paired interval, p, Holm p",
+        "python -m harness compare runs/prior_ablation prior.kind=diffusion prior.kind=ar",
+    )
     cp.add_argument("run_dir", type=Path, help="OUT/<experiment> of a finished run")
     cp.add_argument("arm_a", help="arm label, e.g. prior.kind=diffusion")
     cp.add_argument("arm_b", help="arm label")
@@ -324,54 +278,44 @@ def add_compare(sub: Any) -> None:
     cp.set_defaults(func=cmd_compare)
 
 
-def add_manipulations(sub: Any) -> None:
-    va = sub.add_parser("vary", help="variations of images: DDIM inversion, then eta > 0")
-    add_setup_args(va)
-    va.add_argument("images", nargs="+", type=Path, help="image files")
-    va.add_argument("--n", type=int, default=4, help="variations per image")
-    va.add_argument("--eta", type=float, default=1.0, help="DDIM eta (0 reconstructs)")
-    va.add_argument("--out", type=Path, default=Path("vary.png"), help="grid PNG")
-    va.set_defaults(func=cmd_vary)
-    it = sub.add_parser("interpolate", help="slerp between two images' (z_i, x_T)")
-    add_setup_args(it)
-    it.add_argument("image1", type=Path)
-    it.add_argument("image2", type=Path)
-    it.add_argument("--steps", type=int, default=5, help="interpolation points")
-    it.add_argument(
-        "--latent",
-        choices=("slerp", "fixed"),
-        default="slerp",
-        help="x_T slerped between the inversions, or one fixed draw",
-    )
-    it.add_argument("--out", type=Path, default=Path("interpolate.png"), help="grid PNG")
-    it.set_defaults(func=cmd_interpolate)
-    td = sub.add_parser("textdiff", help="edit an image along z_t(after) - z_t(before)")
-    add_setup_args(td)
-    td.add_argument("image", type=Path)
-    td.add_argument("--before", required=True, help="caption describing the image now")
-    td.add_argument("--after", required=True, help="caption describing the target")
-    td.add_argument("--theta-max", type=float, default=0.5, help="paper: 0.25 to 0.5")
-    td.add_argument("--steps", type=int, default=5)
-    td.add_argument("--out", type=Path, default=Path("textdiff.png"), help="grid PNG")
-    td.set_defaults(func=cmd_textdiff)
-
-
 def add_sweep(sub: Any) -> None:
-    sw = sub.add_parser("sweep", help="run (or resume, or join) an Optuna study over a config")
+    sw = verb(
+        sub,
+        "sweep",
+        "run (or resume, or join) an Optuna study over a config",
+        "python -m harness sweep sweeps/decoder_guidance.yaml --n-trials 8 decoder.steps=20",
+    )
     sw.add_argument("file", help="sweep YAML (sweeps/*.yaml)")
-    sw.add_argument("overrides", nargs="*", help="dotted overrides for every trial")
+    add_overrides(sw)
     sw.add_argument("--storage", help="Optuna storage: RDB URL, journal:PATH, .db or .log file "
                     "(default: sqlite in OUT/<study>/)")  # fmt: skip
     sw.add_argument("--n-trials", type=int, help="the study's trial budget (default: the file's)")
     sw.add_argument("--workers", type=int, default=1, help="worker processes on this host")
     sw.add_argument("--out", type=Path, default=Path("runs"), help="results go to OUT/<study>/")
     sw.add_argument("--cache", type=Path, help="stage cache (default $HARNESS_CACHE)")
-    sw.add_argument("--progress", action="store_true", help="show training progress bars")
     sw.set_defaults(func=cmd_sweep)
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """argparse, after taking the KEY=VALUE overrides out wherever they stand."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = parser()
+    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+    name = next((t for t in argv if not t.startswith("-")), None)
+    found: list[str] = []
+    if name in subs and any(a.dest == "overrides" for a in subs[name]._actions):
+        head = argv.index(name) + 1
+        rest, found = split_overrides(subs[name], argv[head:])
+        argv = argv[:head] + rest
+    args = p.parse_args(argv)
+    if hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *args.set_overrides, *found]
+    configure(args)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     distributed.quiet_followers()
     try:
         return args.func(args)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import progress
 from .atomic import atomic_write
 from .config import DataConfig
 from .config.hashing import digest, training_fields
@@ -87,7 +88,7 @@ def _compute_into(clip: ClipStage, source, folder: Path, batch_size: int) -> Non
     # Its own generator: iterating a DataLoader draws a seed from the global RNG, so a cache
     # miss here would otherwise change the weights of the stage being seeded and built next.
     loader = DataLoader(source, batch_size=batch_size, shuffle=False, generator=torch.Generator())
-    for images, caps in loader:
+    for images, caps in progress.bar(loader, desc="CLIP embeddings", unit="batch"):
         tokens = clip.tokenize(list(caps))
         z_t, text_enc, mask = clip.encode_tokens(tokens)
         stop = row + len(caps)

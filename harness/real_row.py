@@ -18,6 +18,7 @@ from typing import Any
 from . import tracking
 from .atomic import write_json_atomic
 from .comparison import REAL
+from .config.hashing import digest
 from .metrics.real import score_real
 from .metrics.uncertainty import Estimate
 from .paths import inside
@@ -72,16 +73,16 @@ def score_real_row(run: Any, suite: Any, results: list[Any]) -> RealRow | None:
     write_json_atomic(out / "metrics.json", {"arm": REAL, "seed": first.seed, "stage_keys": keys,
                                              "metrics": estimate_dict(metrics)})  # fmt: skip
     save_replicates(out / "replicates.npz", metrics)
-    return RealRow(first.seed, metrics, out, track(run, cfg, suite, metrics, out), keys)
+    return RealRow(first.seed, metrics, out, track(run, cfg, suite, metrics), keys)
 
 
-def track(run: Any, cfg: Any, suite: Any, metrics: dict[str, Estimate], out: Path) -> str | None:
-    """The real row's W&B run, in the experiment's group beside the arms'."""
+def track(run: Any, cfg: Any, suite: Any, metrics: dict[str, Estimate]) -> str | None:
+    """The real row's W&B run, in the experiment's group and folder beside the arms'; its id
+    follows what it scored (data, evaluator, suite, N), so a rerun resumes it."""
+    config = {"arm": REAL, "data": dataclasses.asdict(cfg.data), "suite": suite.name,
+              "n": {k: e.n for k, e in metrics.items()}}  # fmt: skip
     wb = tracking.init_run(cfg.tracking, name=REAL, group=run.exp.name, job_type=REAL,
-                           config={"arm": REAL, "data": dataclasses.asdict(cfg.data),
-                                   "suite": suite.name}, directory=out)  # fmt: skip
-    summary = {}
-    for name, e in metrics.items():
-        summary |= {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
-    tracking.log_results(wb, summary)
+                           config=config, directory=run.root,
+                           run_id=tracking.run_id(run.exp.name, REAL, digest(config)))  # fmt: skip
+    tracking.log_results(wb, tracking.with_intervals(metrics))
     return tracking.finish(wb)

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from . import distributed, tracking
+from . import distributed, per_sample, tracking
 from .arm import Runner
 from .atomic import write_json_atomic
 from .comparison import statistics
 from .config import Arm, Config, load_experiment
+from .config.hashing import digest
 from .data import build_source, source_of
 from .errors import HarnessError
 from .metrics.compositional import cached_classifier
@@ -120,6 +121,7 @@ class ExperimentRun(Runner):
                   "metrics": estimate_dict(metrics), "suite": suite.name}  # fmt: skip
         write_json_atomic(out / "metrics.json", record)
         save_replicates(out / "replicates.npz", metrics)
+        per_sample.write_arm(out, samples, metrics)  # joins across arms on caption index
         wandb_dir = self.track_arm(cfg, arm, keys, suite, metrics, samples, out)
         return ArmResult(arm, seed, keys, metrics, out, wandb_dir, cfg, res.events, samples, ev)
 
@@ -128,30 +130,20 @@ class ExperimentRun(Runner):
     ) -> str | None:
         """The arm's W&B run: config, every metric with its interval, the sample grid."""
         grid = write_grid(out / "samples.png", samples, cfg.sample.grid)
+        config = {**dataclasses.asdict(cfg), "arm": arm.label, "axes": arm.axes,
+                  "stage_keys": keys, "suite": suite.name}  # fmt: skip
         run = tracking.init_run(
             cfg.tracking,
             name=f"{arm.label}/seed{cfg.seed}",
             group=self.exp.name,
             job_type="arm",
-            config={
-                **dataclasses.asdict(cfg),
-                "arm": arm.label,
-                "axes": arm.axes,
-                "stage_keys": keys,
-                "suite": suite.name,
-            },  # fmt: skip
-            directory=out,
+            config=config,
+            directory=self.root,
+            run_id=tracking.run_id(self.exp.name, arm.label, cfg.seed, digest(config)),
+            tags=tracking.axis_tags(arm.axes),
         )
-        summary = {}
-        for name, e in metrics.items():
-            summary |= {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
-        captions = json.loads((samples / "captions.json").read_text())[: cfg.sample.grid]
-        tracking.log_results(
-            run,
-            summary,
-            images={"samples": grid},
-            table=(["index", "caption"], [[i, c] for i, c in enumerate(captions)]),
-        )
+        tracking.log_results(run, tracking.with_intervals(metrics), images={"samples": grid})
+        per_sample.log_per_sample(run, out / per_sample.PER_SAMPLE_FILE)  # keyed by caption
         return tracking.finish(run)
 
     def run(self) -> list[ArmResult]:
@@ -193,8 +185,25 @@ class ExperimentRun(Runner):
             "statistics": statistics(per_arm(records)),
             "rows": rows,
         })  # fmt: skip
+        self.log_results_files(results)
         self.echo("\n" + table(records))
         self.echo(f"\nresults: {self.root / 'results.csv'}")
+        hint = tracking.sync_hint(self.root)
+        if hint:
+            self.echo(f"W&B (offline): upload with  {hint}")
+
+    def log_results_files(self, results: list[ArmResult]) -> None:
+        """results.csv / results.json as a W&B artifact, in a `results` run of the group (the
+        arms' runs closed before the files existed); one run per content of results.json."""
+        if not results:
+            return
+        files = [self.root / "results.csv", self.root / "results.json"]
+        wb = tracking.init_run(results[0].config.tracking, name="results", group=self.exp.name,
+                               job_type="results", config={"experiment": self.exp.name},
+                               directory=self.root, run_id=tracking.run_id(
+                                   self.exp.name, "results", files[1].read_text()))  # fmt: skip
+        per_sample.log_results_artifact(wb, self.exp.name, files)
+        tracking.finish(wb)
 
     def train_with_rank_zero(self) -> list[ArmResult]:
         """A non-zero DDP rank: each fit is a collective, so it walks the arms and trains

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from harness.per_sample import read_per_sample
 from tests.conftest import run_cli
 
 
@@ -58,3 +59,16 @@ def test_compare_two_arms_of_a_finished_run(micro_cache):
     out = run_cli("compare", str(root), "prior.kind=diffusion", "prior.kind=text_embedding")
     assert out.returncode == 0, out.stderr
     assert "clip_score" in out.stdout and "fd_clip_inf" in out.stdout
+
+
+def test_each_arm_writes_per_sample_scores_that_join_on_caption_index(micro_cache):
+    root = micro_cache.parent / "runs" / "micro"
+    tables = [read_per_sample(d / "seed0" / "per_sample.csv") for d in root.iterdir()
+              if (d / "seed0").is_dir()]  # fmt: skip
+    assert len(tables) == 2
+    (cols_a, rows_a), (cols_b, rows_b) = tables
+    assert cols_a == cols_b and "clip_score" in cols_a and "object_recall" in cols_a
+    assert [r[:2] for r in rows_a] == [r[:2] for r in rows_b]  # same index, same caption
+    assert len(rows_a) == 16
+    div = cols_a.index("sample_diversity_clip")
+    assert all(r[div] is not None for r in rows_a[:4]) and all(r[div] is None for r in rows_a[4:])

@@ -94,6 +94,8 @@ def test_sweep_meets_its_budget_and_sampling_knobs_train_nothing(micro):
         assert trials[n].user_attrs["trained"] == []
     assert len({tuple(t.params.items()) for t in trials}) == 3
     assert "3/3 trials done" in micro["stdout"]
+    study_db = micro["root"].resolve() / "study.db"
+    assert f"dashboard: optuna-dashboard sqlite:///{study_db}" in micro["stdout"]
 
 
 def test_each_trial_is_a_wandb_run_in_the_sweep_group(micro):

@@ -39,7 +39,7 @@ from .validate import (
     suggest,
     validate_section,
 )
-from .yaml_file import read_yaml
+from .yaml_file import is_interpolation, read_yaml, resolve_merged
 
 EXPERIMENT_KEYS = (
     "name", "description", "base", "metrics", "seeds", "seed_stages", "ablate", "plugins",
@@ -100,15 +100,36 @@ def check_file_keys(raw: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{key}: unknown key{suggest(str(key), options)}", where)
 
 
-def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The file merged over its `base:` chain; config sections are validated per file."""
+def load_chain(path: Path) -> dict[str, Any]:
+    """The file merged over its whole `base:` chain, then `${...}` resolved once over the
+    merged result (so a child can interpolate its base's keys), then validated again (an
+    interpolated value is checked once it has one)."""
+    merged = resolve_merged(merge_chain(path), str(path))
+    sections = {k: v for k, v in merged.items() if k in SECTIONS}
+    try:
+        sections = validate_section(sections, Config)
+    except ConfigError as err:
+        raise ConfigError(str(err), str(path)) from None
+    return merged | sections
+
+
+def without_interpolations(raw: Any) -> Any:
+    """`raw` less its `${...}` values (checked once the merged chain resolves them)."""
+    if isinstance(raw, dict):
+        return {k: without_interpolations(v) for k, v in raw.items() if not is_interpolation(v)}
+    return raw
+
+
+def merge_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file merged over its `base:` chain, unresolved; config sections are validated per
+    file (naming the file that holds a bad value)."""
     path = path.resolve()
     if path in seen:
         cycle = " -> ".join(p.name for p in (*seen, path))
         raise ConfigError(f"base: cycle {cycle}", str(path))
     if not path.is_file():
         raise ConfigError("file not found", str(path))
-    raw = read_yaml(path)
+    raw = read_yaml(path, resolve=False)
     check_file_keys(raw, str(path))
     if "plugins" in raw:  # before anything names what they register
         raw["plugins"] = plugins.load_plugins(raw["plugins"], path.parent, str(path))
@@ -117,7 +138,7 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raw["metrics"] = str((path.parent / suite).resolve())  # even when inherited
     sections = {k: v for k, v in raw.items() if k in SECTIONS}
     try:
-        sections = validate_section(sections, Config)
+        validate_section(without_interpolations(sections), Config)
     except ConfigError as err:
         raise ConfigError(str(err), str(path)) from None
     own = {k: v for k, v in raw.items() if k in EXPERIMENT_KEYS} | sections
@@ -129,7 +150,7 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = path.parent / base
     if not base_path.is_file():
         raise ConfigError(f"base: file not found: {base_path}", str(path))
-    inherited = load_chain(base_path, (*seen, path))
+    inherited = merge_chain(base_path, (*seen, path))
     inherited.pop("ablate", None)  # axes belong to the file that declares them
     used = [*inherited.get("plugins", []), *own.get("plugins", [])]  # a base's stay loaded
     return deep_merge(inherited, own) | ({"plugins": used} if used else {})

@@ -196,6 +196,7 @@ class TrainConfig:
     # is about a minute of the tiny decoder on 2 CPU cores; a checkpoint holds the weights,
     # their EMA and the optimizer state (4x the weights): raise it for large nets.
     checkpoint_every: int = bounded(100, min=0)
+    log_points: int = bounded(50, min=1)  # points per stage training curve (metrics.csv, W&B)
 
 
 @dataclass

@@ -13,9 +13,10 @@ from omegaconf.errors import OmegaConfBaseException
 from ..errors import ConfigError
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """One YAML file as a plain dict (OmegaConf: `${...}` interpolation works)."""
-    data = load_yaml(path)
+def read_yaml(path: Path, resolve: bool = True) -> dict[str, Any]:
+    """One YAML file as a plain dict (OmegaConf: `${...}` interpolation works; resolve=False
+    leaves it for the caller, e.g. until a `base:` chain is merged)."""
+    data = load_yaml(path, resolve)
     if data == {} and no_document(path):
         # An empty or comment-only file is a mistake (the wrong file, a save that failed),
         # not a request for the defaults: that would silently run the default experiment.
@@ -34,10 +35,10 @@ def no_document(path: Path) -> bool:
         return False
 
 
-def load_yaml(path: Path) -> Any:
-    """The parsed, interpolated file; every way it can fail is a ConfigError naming it."""
+def load_yaml(path: Path, resolve: bool = True) -> Any:
+    """The parsed (interpolated) file; every way it can fail is a ConfigError naming it."""
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else ""
@@ -55,3 +56,19 @@ def load_yaml(path: Path) -> Any:
     except Exception as err:  # noqa: BLE001 PyYAML's tag constructors raise plain errors
         # (`!!int abc`: ValueError, `!!int ''`: IndexError): all of them are about the file
         raise ConfigError(f"malformed YAML: {type(err).__name__}: {err}", str(path)) from None
+
+
+def is_interpolation(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def resolve_merged(merged: dict[str, Any], where: str) -> dict[str, Any]:
+    """`${...}` in a dict merged from several files, resolved once over the whole of it
+    (a child's `${prior.lr}` finds its base's prior.lr)."""
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create(merged), resolve=True)
+        return resolved  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        where = f"{where}: {key}" if key else where
+        raise ConfigError(f"cannot resolve: {str(err).splitlines()[0]}", where) from None

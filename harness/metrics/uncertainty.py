@@ -55,6 +55,7 @@ class Estimate:
     n: int
     replicates: np.ndarray | None = field(default=None, repr=False)  # (B,) bootstrap values
     draws: Draws | None = field(default=None, repr=False)
+    per_sample: np.ndarray | None = field(default=None, repr=False)  # (N,) a mean's values
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": self.value, "lo": self.lo, "hi": self.hi, "n": self.n}
@@ -93,7 +94,8 @@ def bootstrap_mean(
         raise ValueError("no samples to average")
     reps = v[bootstrap_indices(v.size, n_boot, seed)].mean(axis=1)  # (B,)
     lo, hi = percentile_interval(reps, level)
-    return Estimate(float(v.mean()), lo, hi, int(v.size), reps, Draws(v.size, n_boot, (seed,)))
+    draws = Draws(v.size, n_boot, (seed,))
+    return Estimate(float(v.mean()), lo, hi, int(v.size), reps, draws, per_sample=v)
 
 
 def bootstrap_statistic(

@@ -15,10 +15,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+from pytorch_lightning.loggers import Logger
 
 from ..atomic import write_json_atomic
 from ..config import TrainConfig
 from ..distributed import world_size
+from .curves import Curves, log_every
 from .guards import FiniteLoss
 
 METRICS_FILE = "stage_metrics.json"
@@ -79,6 +81,7 @@ def make_trainer(
     ema: float | None = None,
     progress: bool = True,
     last: list[Callback] | None = None,
+    loggers: list[Logger] | None = None,
 ) -> pl.Trainer:
     """A step-budgeted Trainer from the experiment's `train:` section: the one place where a
     stage's Trainer gets its callbacks, logger and checkpointing (stages.train.train_stage
@@ -86,11 +89,15 @@ def make_trainer(
 
     `ema` adds Lightning's EMA weight averaging: validation and the weights left in the
     module after `fit` are the averaged ones (what the paper samples with). `last`: callbacks
-    that run after every other (the in-stage checkpoint saves the updated EMA).
+    that run after every other (the in-stage checkpoint saves the updated EMA). `loggers`
+    (stages.curves.stage_loggers) receive the training curves, about train.log_points
+    points per fit (none: no curves).
     """
     set_threads(train)
     quiet_lightning()
     cbs: list[Callback] = [FiniteLoss()]  # a NaN/inf loss stops the stage, naming the step
+    if loggers:
+        cbs.append(Curves())  # lr, throughput, grad norm beside the module's losses
     if ema is not None and ema > 0:
         cbs.append(EMAWeightAveraging(decay=ema))
     hooks = active_hooks()
@@ -103,7 +110,8 @@ def make_trainer(
         precision=train.precision,
         max_steps=max_steps,
         max_epochs=-1,
-        logger=False,  # stage figures go to stage_metrics.json and the stage's W&B run
+        logger=loggers or False,  # curves: stages/curves.py; figures: stage_metrics.json
+        log_every_n_steps=log_every(max_steps, train.log_points),
         callbacks=[*cbs, *hooks.callbacks, *(last or [])],
         enable_checkpointing=False,  # the stage cache stores the finished artifact
         enable_model_summary=False,

@@ -110,7 +110,7 @@ class PriorStage(pl.LightningModule):
     def track_loss(self, loss: Tensor) -> None:
         value = float(loss.detach())
         self.loss_avg = value if self.loss_avg is None else 0.98 * self.loss_avg + 0.02 * value
-        self.log("loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True)
 
     def keep_mask(self, batch_size: int) -> Tensor:
         """(B,) bool: False drops the caption (tokens and z_t) with probability text_drop."""

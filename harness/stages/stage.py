@@ -29,6 +29,7 @@ from ..config.hashing import digest, training_fields, value_at, world
 from ..embeddings import Embeddings, compute_embeddings
 from .checkpoint import load_checkpoint, save_checkpoint
 from .common import active_hooks, make_trainer, seed_all, write_stage_metrics
+from .curves import log_grid, stage_loggers
 from .resume import ResumeCallback, fit_resumable
 
 _TRAINING: ContextVar[str | None] = ContextVar("training_stage", default=None)
@@ -219,6 +220,7 @@ def train_stage(stage: Stage, ctx: StageContext) -> nn.Module:
         save_checkpoint(ctx.out, module, stage.name, recipe.fields(cfg), recipe.config(cfg),
                         recipe.shape(ctx), recipe.extra(module))  # fmt: skip
         write_stage_metrics(ctx.out, metrics)
+        log_grid(ctx.out)  # the stage's sample grid (if its evaluate wrote one) to its run
     return module
 
 
@@ -227,7 +229,8 @@ def _fit(module: nn.Module, fit: Fit, ctx: StageContext) -> FitRun:
         return FitRun(0, 0.0, {}, fit.kept)
     saver = ResumeCallback(ctx.partial, ctx.cfg.train.checkpoint_every) if ctx.partial else None
     trainer = make_trainer(ctx.cfg.train, fit.steps, ema=fit.ema, progress=ctx.progress,
-                           last=[saver] if saver else [])  # fmt: skip
+                           last=[saver] if saver else [],
+                           loggers=stage_loggers(ctx.out))  # fmt: skip
     train = fit.train if fit.train is not None else module.train_dataloader()
     start = time.perf_counter()
     resumed = fit_resumable(trainer, module, train, fit.val if active_hooks().val_every else None,

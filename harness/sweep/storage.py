@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import shlex
 import threading
 import warnings
 from collections.abc import Iterator
@@ -69,6 +70,13 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 (an unparsable URL has nothing we can hide reliably)
         return url.split("://", 1)[0] + "://***"
+
+
+def dashboard_command(url: str) -> str:
+    """How to open the study in optuna-dashboard (a journal by its file, else its URL)."""
+    if url.startswith(JOURNAL):
+        return f"optuna-dashboard {shlex.quote(url[len(JOURNAL) :])}"
+    return f"optuna-dashboard {shlex.quote(url)}"
 
 
 def local_file(url: str) -> Path | None:

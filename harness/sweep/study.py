@@ -2,8 +2,8 @@
 
 OUT/<study>/sweep.json        what `report` needs: storage (password hidden), objectives
 OUT/<study>/study.db          the default storage (SQLite)
-OUT/<study>/trials/trial-NNNN/seed<k>/   each trial's metrics.json, samples.png, W&B run
-OUT/<study>/trials/wandb-stages/         W&B runs of the stages trials trained
+OUT/<study>/trials/trial-NNNN/seed<k>/   each trial's metrics.json, samples.png
+OUT/<study>/trials/wandb/                W&B runs of the trials and of the stages they trained
 """
 
 from __future__ import annotations
