@@ -194,14 +194,21 @@ class ExperimentRun(Runner):
 
     def log_results_files(self, results: list[ArmResult]) -> None:
         """results.csv / results.json as a W&B artifact, in a `results` run of the group (the
-        arms' runs closed before the files existed); one run per content of results.json."""
+        arms' runs closed before the files existed); one run per content of results.csv."""
         if not results:
             return
         files = [self.root / "results.csv", self.root / "results.json"]
-        wb = tracking.init_run(results[0].config.tracking, name="results", group=self.exp.name,
-                               job_type="results", config={"experiment": self.exp.name},
-                               directory=self.root, run_id=tracking.run_id(
-                                   self.exp.name, "results", files[1].read_text()))  # fmt: skip
+        wb = tracking.init_run(
+            results[0].config.tracking,
+            name="results",
+            group=self.exp.name,
+            job_type="results",
+            config={"experiment": self.exp.name},
+            directory=self.root,
+            run_id=tracking.run_id(  # the figures,
+                self.exp.name, "results", files[0].read_text()
+            ),
+        )  # not paths
         per_sample.log_results_artifact(wb, self.exp.name, files)
         tracking.finish(wb)
 

@@ -47,7 +47,11 @@ POINTS: list[tuple[str, Callable[[Path, Path, str], bool]]] = [
     ("decoder training", lambda cache, out, log: bool(checkpoints(cache / "decoder"))),
     ("sampling", lambda cache, out, log: tmp_in(cache / "samples")),
     ("metric computation", lambda cache, out, log: "scoring ..." in log),
-    ("W&B logging", lambda cache, out, log: (out / "micro" / ARM / "seed0" / "wandb").exists()),
+    # per_sample.csv is the last file before the arm's W&B run opens (runs/<exp>/wandb/)
+    (
+        "W&B logging",
+        lambda cache, out, log: (out / "micro" / ARM / "seed0" / "per_sample.csv").exists(),
+    ),
 ]
 
 

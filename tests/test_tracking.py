@@ -91,14 +91,18 @@ def test_a_warm_rerun_resumes_its_runs_and_honours_the_wandb_env(micro_cache, co
     metas = [inspect(r, summary=True) for r in runs]
     assert {m["run_id"] for m in metas} == before  # no new run id: the arms' runs resumed
     new = [m for m in metas if m["project"] == "elsewhere"]
-    assert len(new) == 2  # the two arms re-scored (stages were reused: no stage run)
+    # the two arms re-scored, the real row, the results artifact's run (no stage run: reused)
+    assert sorted(m["name"].split("/")[0] for m in new) == [
+        "prior.kind=diffusion", "prior.kind=text_embedding", "real", "results"]  # fmt: skip
     for m in new:
-        assert m["tags"] == [m["name"].split("/")[0], "nightly", "ours"]
+        if m["name"] not in ("real", "results"):
+            assert m["tags"] == [m["name"].split("/")[0], "nightly", "ours"]
     wandb_dir = tmp_path / "wandb_dir"
     moved = run_cli("run", str(MICRO), "--out", str(out), "--no-progress",
                     env={**env, "WANDB_DIR": str(wandb_dir)}, timeout=900)  # fmt: skip
     assert moved.returncode == 0, moved.stderr[-3000:]
-    assert len(offline_runs(wandb_dir)) == 2 and len(offline_runs(out / "micro")) == len(runs)
+    # the arms, the real row and `results` moved with WANDB_DIR; nothing new beside the runs
+    assert len(offline_runs(wandb_dir)) == 4 and len(offline_runs(out / "micro")) == len(runs)
 
 
 def test_prompts_benchmark_writes_a_grid_per_prompt_and_one_table(micro_cache, tmp_path):
