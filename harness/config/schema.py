@@ -127,10 +127,14 @@ class DecoderConfig:
     timesteps: int = bounded(1000, min=1)
     schedule: Literal["cosine", "linear"] = "cosine"
     prediction: Literal["eps", "x0", "v"] = "eps"
+    snr_gamma: float = bounded(0.0, min=0.0)  # min-SNR-gamma loss weights (Hang et al.); 0 off
+    coords: bool = False  # (y, x) input channels: where a caption's "top left" is
     # tiny: ~4 min on 2 CPU cores, the largest share of the 15-minute default experiment
     train_steps: int = bounded(400, min=0)
     batch_size: int = bounded(64, min=1)
     lr: float = bounded(1e-3, min=0.0)  # paper 1.2e-4 at batch 2048
+    lr_warmup: float = bounded(0.0, range=PROB)  # share of train_steps warming up linearly
+    lr_floor: float = bounded(1.0, range=PROB)  # cosine from lr down to lr_floor * lr (1: flat)
     # paper 0.9999 over 800K steps; Lightning's EMA starts from the initial weights, which
     # keep weight ema**steps, so a few hundred steps need a short average
     ema: float = bounded(0.99, range=PROB)
