@@ -4,6 +4,7 @@
         [--etas 0,0.5,1] [--guidances 1.25,2,3] [--steps 10,20] [--ddpm] [--set k=v ...]
     python benchmarks/sampler_curves.py tloss       # decoder held-out loss per noise level
     python benchmarks/sampler_curves.py upsamplers [--steps 1,2,4,8] [--etas 0,1]
+    python benchmarks/sampler_curves.py cascade [--set upsamplers.second.degradation=blur]
     python benchmarks/sampler_curves.py prior [--set prior.kind=ar]
 
 decoder: decodes the same held-out TRUE z_i (val split) with the same noise for every
@@ -13,6 +14,7 @@ seconds of the sampling call (one process, one thread: comparable between rows).
 tloss: per t, the loss in the net's own parameterisation, the MSE of its x0 prediction
 (raw and clipped to [-1, 1]) and the largest |x0|, against the data-mean floor.
 upsamplers: PSNR on held-out images (clean area-downsampled input) vs bicubic, per setting.
+cascade: upsampler2 fed upsampler1's output (as in a run) vs bicubic of that same input.
 prior: cosine of sampled z_i to the true z_i (vs z_t) per sampler setting.
 Stages come from the cache (HARNESS_CACHE, default /tmp/quality-cache); missing ones train.
 """
@@ -105,6 +107,22 @@ def upsampler_curve(args: argparse.Namespace, cfg, loaded, dirs) -> None:
                       f"beats {beats:.2f}  cpu_s {c.seconds:.1f}", flush=True)  # fmt: skip
 
 
+def cascade_curve(args: argparse.Namespace, cfg, loaded, dirs) -> None:
+    """upsampler2 on what the cascade hands it: upsampler1's output (2 steps) from the
+    16 px area-downsample, against bicubic of that same input, PSNR to the real 64 px."""
+    up1, up2 = loaded["upsampler1"], loaded["upsampler2"]
+    images = held_out_images(cfg, args.n)  # uint8 at data.resolution (64)
+    low = resize(to_model(images), up1.low_resolution)
+    mid = up1.sample(low, 2, 0.0, generator=torch.Generator().manual_seed(0))
+    bicubic = psnr(to_uint8(resize(mid, up2.cfg.resolution)), images)
+    print(f"cascade: bicubic of upsampler1's output {mean_se(bicubic.numpy())[0]:.2f} dB")
+    for steps in args.steps.split(","):
+        x = up2.sample(mid, int(steps), 0.0, generator=torch.Generator().manual_seed(0))
+        d = (psnr(to_uint8(x), images) - bicubic).numpy()
+        (m, se), beats = mean_se(d), float((d > 0).mean())
+        print(f"  steps={steps:<3} margin {m:+.2f}±{se:.2f} dB  beats {beats:.2f}", flush=True)
+
+
 def held_out_images(cfg, n: int) -> torch.Tensor:
     from harness.stages.decoder import stage_images
 
@@ -143,7 +161,8 @@ def _replace_dotted(obj, key: str, value: str):
 
 STUDIES = {"decoder": (decoder_curve, ("decoder",)), "tloss": (tloss, ("decoder",)),
            "upsamplers": (upsampler_curve, ("upsampler1", "upsampler2")),
-           "prior": (prior_curve, ("prior",))}  # fmt: skip
+           "prior": (prior_curve, ("prior",)),
+           "cascade": (cascade_curve, ("upsampler1", "upsampler2"))}  # fmt: skip
 
 
 def main() -> None:

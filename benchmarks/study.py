@@ -55,7 +55,8 @@ def cache_root(arg: Path | None) -> Path:
 def load_stages(cfg: Config, cache: Path, names: tuple[str, ...]) -> tuple[dict, dict]:
     """The named stages (and what they are keyed on) from `cache`, trained there if absent."""
     keys = stage_keys(cfg)
-    need = {"clip", "eval_clip", *names}
+    images_only = all(n.startswith("upsampler") for n in names)  # they need no CLIP
+    need = {*names} if images_only else {"clip", "eval_clip", *names}
     wanted = {k: (v if k in need else None) for k, v in keys.items()}
     res = Resolver(StageCache(cache), echo=lambda s: print(s, flush=True)).resolve(cfg, wanted)
     return res.loaded, res.dirs
