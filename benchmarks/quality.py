@@ -1,6 +1,6 @@
 """Issue 16's acceptance figures for a finished default run, each with its 95% interval.
 
-    python benchmarks/quality.py RUN_DIR [--cache DIR] [--recall-n 128]
+    python -m benchmarks.quality RUN_DIR [--cache DIR] [--recall-n 128]
 
 RUN_DIR is the experiment's run folder (`--out`/prior_ablation, with one metrics.json per
 arm); the stage figures are read from the stage cache entries those arms name (--cache,
@@ -8,6 +8,8 @@ default HARNESS_CACHE). Intervals: stage figures mean ± 1.96 SE over held-out i
 differences where a figure is a difference); arm figures are the run's own bootstrap
 intervals. A row's verdict compares its point estimate with the target; "sure" when the
 whole interval is on the winning side. The cold wall time is benchmarks/run_time.py's.
+Stage figures are those the stage recorded when it trained, under the sampling knobs of
+that moment (knobs are not in stage keys): read them from a cold run of the current code.
 The decoder's object recall from true z_i is not in its stage metrics (the attribute
 classifier is the metrics suite's, not a stage): it is measured here, decoding --recall-n
 held-out z_i with the default sampler under the study judge (STUDY_CLASSIFIER, or an

@@ -1,11 +1,11 @@
 """Issue 16: each stage's quality against its sampler's cost, on the default setup.
 
-    STUDY_THREADS=1 python benchmarks/sampler_curves.py decoder [--n 128]
+    STUDY_THREADS=1 python -m benchmarks.sampler_curves decoder [--n 128]
         [--etas 0,0.5,1] [--guidances 1.25,2,3] [--steps 10,20] [--ddpm] [--set k=v ...]
-    python benchmarks/sampler_curves.py tloss       # decoder held-out loss per noise level
-    python benchmarks/sampler_curves.py upsamplers [--steps 1,2,4,8] [--etas 0,1]
-    python benchmarks/sampler_curves.py cascade [--set upsamplers.second.degradation=blur]
-    python benchmarks/sampler_curves.py prior [--set prior.kind=ar]
+    python -m benchmarks.sampler_curves tloss       # decoder held-out loss per noise level
+    python -m benchmarks.sampler_curves upsamplers [--steps 1,2,4,8] [--etas 0,1]
+    python -m benchmarks.sampler_curves cascade [--set upsamplers.second.degradation=blur]
+    python -m benchmarks.sampler_curves prior [--set prior.kind=ar]
 
 decoder: decodes the same held-out TRUE z_i (val split) with the same noise for every
 setting; evaluator-CLIP matched cosine, margin over a shuffled partner, object recall and
