@@ -265,6 +265,6 @@ def test_partial_override_keeps_a_sections_own_defaults(write_yaml):
     cfg = exp.config(exp.arms[0], 0)
     default = Config()
     assert cfg.upsamplers.second.lr == 0.01 and cfg.eval.clip.lr == 0.01
-    assert cfg.upsamplers.second.degradation == "bsr" == default.upsamplers.second.degradation
+    assert cfg.upsamplers.second.degradation == "none" == default.upsamplers.second.degradation
     assert cfg.upsamplers.second.steps == default.upsamplers.second.steps
     assert cfg.eval.clip.vision_width == default.eval.clip.vision_width != default.clip.vision_width

@@ -43,6 +43,22 @@ def test_conditioning_dropout() -> None:
     assert isinstance(dec.clip_null, torch.nn.Parameter)
 
 
+def test_training_levers_reach_the_optimizer_diffusion_and_net() -> None:
+    """decoder.lr_warmup / lr_floor shape the LR per step; snr_gamma and coords reach the
+    diffusion and the UNet (the defaults: a constant LR, unweighted loss, no coordinates)."""
+    dec = stage(train_steps=100, lr=1e-3, lr_warmup=0.1, lr_floor=0.0, snr_gamma=5.0,
+                coords=True)  # fmt: skip
+    sched = dec.configure_optimizers()["lr_scheduler"]["scheduler"]
+    factor = sched.lr_lambdas[0]
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0.0)
+    assert dec.diffusion.snr_gamma == 5.0 and dec.net.input.in_channels == 5
+    plain = stage(train_steps=100)
+    assert all(plain.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0](k) == 1
+               for k in (0, 50, 99))  # fmt: skip
+    assert plain.diffusion.snr_gamma == 0 and plain.net.input.in_channels == 3
+
+
 def test_learned_null_embedding_is_trained() -> None:
     dec = stage(clip_drop=1.0, clip_null="learned")
     batch = (torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8), torch.randn(4, 6),

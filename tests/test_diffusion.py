@@ -213,6 +213,32 @@ def test_training_losses_oracle_and_shape(pred):
     assert loss.shape == (8,) and torch.isfinite(loss).all() and torch.all(loss > 1e-6)
 
 
+def test_min_snr_weights_are_one_loss_in_every_parameterisation():
+    """min-SNR-gamma: each parameterisation's weighted loss is the same x0-MSE weighted by
+    min(SNR, gamma) (a net that errs the same in x0 scores the same loss); gamma 0 is
+    L_simple, and large gamma reduces the eps weights to 1."""
+    x0 = torch.randn(16, 4, generator=torch.Generator().manual_seed(1), dtype=F64)
+    t = torch.arange(16) * 62 + 7
+    noise = torch.randn(16, 4, generator=torch.Generator().manual_seed(2), dtype=F64)
+    x_wrong = x0 + 0.1  # every prediction below implies this x0
+    losses = []
+    for pred in PREDS:
+        d = GaussianDiffusion(betas_for("cosine", 1000), pred, snr_gamma=5.0)
+        net = lambda x, tt, d=d, pred=pred: from_x0(d, x, tt, x_wrong, pred)  # noqa: E731
+        losses.append(d.training_losses(net, x0, t=t, noise=noise))
+    snr = torch.as_tensor(d.snr)[t]
+    expected = 0.01 * snr.clamp(max=5.0)
+    for loss in losses:
+        torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-12)
+    plain = make("cosine", 1000, Prediction.EPS)
+    assert torch.all(plain.loss_weight(t) == 1)
+    big = GaussianDiffusion(betas_for("cosine", 1000), Prediction.EPS, snr_gamma=1e12)
+    torch.testing.assert_close(big.loss_weight(t), torch.ones(16, dtype=F64))
+    assert big.respaced(10).snr_gamma == 1e12
+    with pytest.raises(ValueError, match="snr_gamma"):
+        GaussianDiffusion(betas_for("cosine", 10), snr_gamma=-1.0)
+
+
 # ------------------------------------------------------------------- samplers
 def _round_trip(r: GaussianDiffusion, net: SmoothNet, z: torch.Tensor, refine: int):
     """(reconstruction error, latent error) of sample -> invert -> sample, both relative."""

@@ -50,6 +50,22 @@ def test_shapes_and_conditioning_paths() -> None:
         net(x, t, z_i=z)
 
 
+def test_coordinate_channels_reach_the_input_conv() -> None:
+    """coords=True: the first conv reads x_t plus each pixel's (row, column) in [-1, 1]."""
+    net = decoder_net(coords=True)
+    seen = []
+    net.input.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    x = torch.randn(2, 3, 8, 8)
+    net(x, torch.tensor([3, 500]), z_i=torch.randn(2, 6), tokens=torch.ones(2, 8).long())
+    (inp,) = seen
+    assert inp.shape == (2, 5, 8, 8) and torch.equal(inp[:, :3], x)
+    row, col = inp[:, 3], inp[:, 4]
+    ramp = torch.linspace(-1, 1, 8)
+    assert torch.equal(row, ramp[None, :, None].expand(2, 8, 8))
+    assert torch.equal(col, ramp[None, None, :].expand(2, 8, 8))
+    assert decoder_net().input.in_channels == 3
+
+
 def test_padding_does_not_change_the_output_and_dropped_caption_is_finite() -> None:
     net = decoder_net()
     perturb(net)

@@ -76,7 +76,11 @@ class GaussianDiffusion(Sampling):
         prediction: Prediction | str = Prediction.EPS,
         variance: Variance | str = Variance.SMALL,
         timestep_map: np.ndarray | Sequence[int] | None = None,
+        snr_gamma: float = 0.0,
     ) -> None:
+        if snr_gamma < 0:
+            raise ValueError("snr_gamma must be >= 0 (0: unweighted L_simple)")
+        self.snr_gamma = float(snr_gamma)
         b = np.asarray(betas, dtype=np.float64)
         if b.ndim != 1 or not ((b > 0) & (b <= 1)).all():
             raise ValueError("betas must be a 1-D array in (0, 1]")
@@ -91,6 +95,7 @@ class GaussianDiffusion(Sampling):
         ac = np.cumprod(1.0 - b)
         prev = np.append(1.0, ac[:-1])
         self.alphas_cumprod, self.alphas_cumprod_prev = ac, prev
+        self.snr = ac / (1.0 - ac)  # alpha_t^2 / sigma_t^2
         self.sqrt_alphas_cumprod = np.sqrt(ac)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - ac)
         # q(x_{t-1} | x_t, x0) = N(c1 x0 + c2 x_t, beta_tilde)  (Ho et al. 2020, eqs. 6-7)
@@ -205,7 +210,22 @@ class GaussianDiffusion(Sampling):
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         out = model(self.q_sample(x0, t, noise), self.model_t(t), **cond)
         err = (out - self.training_target(x0, noise, t)) ** 2
-        return err.reshape(b, -1).mean(dim=1)
+        return err.reshape(b, -1).mean(dim=1) * self.loss_weight(t).to(err.dtype)
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """(B,) weight of each example's MSE: 1 (snr_gamma 0), else min-SNR-gamma (Hang et al.
+        2023) for this parameterisation. All three weight the x0-MSE by min(SNR, gamma);
+        since eps-MSE = SNR x0-MSE and v-MSE = (SNR + 1) x0-MSE, that is the eps-MSE times
+        min(SNR, gamma) / SNR and the v-MSE times min(SNR, gamma) / (SNR + 1)."""
+        if self.snr_gamma == 0:
+            return torch.ones(t.shape, device=t.device, dtype=torch.float64)
+        snr = self._table(self.snr, t.device)[t]
+        w = snr.clamp(max=self.snr_gamma)
+        if self.prediction is Prediction.EPS:
+            w = w / snr
+        elif self.prediction is Prediction.V:
+            w = w / (snr + 1)
+        return w  # float64; the loss casts it to its own dtype
 
     # ------------------------------------------------------- reverse process
     def p_mean_variance(
@@ -314,5 +334,5 @@ class GaussianDiffusion(Sampling):
         ac = self.alphas_cumprod[keep]
         betas = 1.0 - ac / np.append(1.0, ac[:-1])
         return GaussianDiffusion(
-            betas, self.prediction, self.variance, timestep_map=self.timestep_map[keep]
+            betas, self.prediction, self.variance, self.timestep_map[keep], self.snr_gamma
         )

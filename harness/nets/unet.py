@@ -47,6 +47,14 @@ def trim_padding(tokens: Tensor) -> Tensor:
     return tokens[:, : int(used[-1]) + 1 if len(used) else 1]
 
 
+def coord_grid(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, 2, H, W): each pixel's row and column, scaled to [-1, 1]."""
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(b, -1, -1, -1)
+
+
 def norm(channels: int) -> nn.GroupNorm:
     # GLIDE uses 32 groups; at our widths (32-64 channels) 8 keeps several channels per group.
     return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
@@ -212,8 +220,13 @@ class UNet(nn.Module):
         clip_tokens: int = 4,
         context_width: int = 64,
         text_encoder: TextEncoder | None = None,
+        coords: bool = False,
     ) -> None:
         super().__init__()
+        # Two extra input channels holding each pixel's (y, x) in [-1, 1] (CoordConv, Liu et
+        # al. 2018): a caption's "top left" names a place, which zero padding alone lets a
+        # small net locate only slowly.
+        self.coords = coords
         if text_encoder is not None and text_encoder.width != context_width:
             raise ValueError("the text encoder's width must equal context_width")
         if not channel_mult:
@@ -229,7 +242,7 @@ class UNet(nn.Module):
         ctx_w = self._conditioning(channels, emb_dim)
         blocks = _Blocks(channels, emb_dim, heads, ctx_w, attn_resolutions)
         # Module creation order is the order of the random initial weights: keep it.
-        self.input = nn.Conv2d(3 + low_channels, channels, 3, padding=1)
+        self.input = nn.Conv2d(3 + low_channels + 2 * coords, channels, 3, padding=1)
         self.down, skips, ch, res = blocks.down(channel_mult, num_res_blocks, resolution)
         mid_attn = blocks.attn(ch, None) if attn_resolutions else []
         self.middle = Stage([ResBlock(ch, ch, emb_dim), *mid_attn, ResBlock(ch, ch, emb_dim)])
@@ -293,6 +306,8 @@ class UNet(nn.Module):
             if low is None:
                 raise ValueError("this UNet is an upsampler: pass the low-resolution image")
             x = torch.cat([x, low], dim=1)  # (B, 3 + low_channels, H, W)
+        if self.coords:
+            x = torch.cat([x, coord_grid(x)], dim=1)  # (B, C + 2, H, W)
         h = self.input(x.contiguous(memory_format=self._layout(x)))
         hs = [h]
         for stage in self.down:

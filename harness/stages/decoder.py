@@ -106,7 +106,7 @@ def build_unet(cfg: DecoderConfig, clip_dim: int, context_length: int, vocab_siz
         channels=cfg.channels, channel_mult=cfg.channel_mult, num_res_blocks=cfg.num_res_blocks,
         resolution=cfg.resolution, attn_resolutions=cfg.attn_resolutions, heads=cfg.heads,
         clip_dim=clip_dim, clip_tokens=cfg.clip_tokens, context_width=cfg.text_width,
-        text_encoder=text,
+        text_encoder=text, coords=cfg.coords,
     )  # fmt: skip
 
 
@@ -120,7 +120,9 @@ class DecoderStage(pl.LightningModule):
         self.cfg, self.clip_dim = cfg, clip_dim
         self.context_length, self.vocab_size = context_length, vocab_size
         self.net = build_unet(cfg, clip_dim, context_length, vocab_size)
-        self.diffusion = GaussianDiffusion(betas_for(cfg.schedule, cfg.timesteps), cfg.prediction)
+        self.diffusion = GaussianDiffusion(
+            betas_for(cfg.schedule, cfg.timesteps), cfg.prediction, snr_gamma=cfg.snr_gamma
+        )
         if cfg.clip_null == "learned":
             self.clip_null = nn.Parameter(torch.randn(clip_dim) / clip_dim**0.5)
         else:
@@ -157,8 +159,9 @@ class DecoderStage(pl.LightningModule):
         self.log("val/loss", self.validation_loss(batch, idx), batch_size=len(batch[0]))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=0.0)
-        return with_schedule(opt, self.cfg.train_steps)  # constant lr
+        c = self.cfg
+        opt = torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=0.0)
+        return with_schedule(opt, c.train_steps, round(c.lr_warmup * c.train_steps), c.lr_floor)
 
     # ------------------------------------------------------------------- sampling
     def tokenize(self, captions: list[str]) -> Tensor:
@@ -305,6 +308,7 @@ def evaluate_decoder(
         "clip_cos_shuffled": float(shuffled.mean()),
         "clip_cos_shuffled_se": float(shuffled.std() * se),
         "clip_cos_margin": float((matched - shuffled).mean()),
+        "clip_cos_margin_se": float((matched - shuffled).std() * se),  # paired
         "matched_beats_shuffled": float((matched > shuffled).float().mean()),
         "eval_samples": n,
         "guidance_scale": d.guidance_scale,

@@ -265,6 +265,9 @@ def evaluate_prior(
         out["cos_prior"] = float(cos.mean())
         out["cos_prior_sem"] = float(cos.std() / math.sqrt(len(cos)))
         out["dot_samples"] = float((z * z_t).sum(-1).mean())
+        gain = cos - cos_t  # paired, per caption: the prior's z_i against z_t as z_i
+        out["cos_prior_minus_text"] = float(gain.mean())
+        out["cos_prior_minus_text_sem"] = float(gain.std() / math.sqrt(len(gain)))
     return out
 
 

@@ -159,6 +159,7 @@ def evaluate_upsampler(up: UpsamplerStage, images: Tensor, seed: int) -> dict[st
         "psnr": float(ours.mean()), "psnr_se": float(ours.std() * se),
         "psnr_bicubic": float(bicubic.mean()), "psnr_bicubic_se": float(bicubic.std() * se),
         "psnr_margin": float((ours - bicubic).mean()),
+        "psnr_margin_se": float((ours - bicubic).std() * se),  # paired
         "beats_bicubic": float((ours > bicubic).float().mean()),
         "eval_images": len(images), "sampling_steps": up.cfg.steps,
     }  # fmt: skip
