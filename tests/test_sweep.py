@@ -100,8 +100,9 @@ def test_sweep_meets_its_budget_and_sampling_knobs_train_nothing(micro):
 
 def test_each_trial_is_a_wandb_run_in_the_sweep_group(micro):
     trials = micro["study"].get_trials()
-    runs = sorted((micro["root"] / "trials").glob("trial-*/seed0/wandb/offline-run-*"))
-    assert len(runs) == 3
+    runs = sorted((micro["root"] / "trials" / "wandb").glob("offline-run-*"))  # the study's
+    arm_runs = [r for t in trials for r in t.user_attrs["wandb"]]
+    assert len(arm_runs) == 3 and {str(Path(r).parent) for r in arm_runs} == {str(runs[0].parent)}
     trial = trials[1]
     wandb = Path(sys.executable).with_name("wandb")
     cmd = [str(wandb)] if wandb.exists() else [sys.executable, "-m", "wandb"]
