@@ -154,13 +154,16 @@ def load_records(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return meta, records
 
 
-def sample_counts(arms: dict[str, dict[str, Estimate]]) -> str:
-    """The N figures were computed at: `N = 128 per arm (diversity_clip: 8)`; a metric whose
-    N differs between arms is named (its set-level distances are then not compared)."""
+def sample_counts(records: Sequence[dict[str, Any]]) -> str:
+    """The N figures were computed at, per arm and seed: `N = 128 per arm (diversity_clip:
+    8)`, `... per arm and seed, 3 seeds`; a metric whose N differs between arms is named (its
+    set-level distances are then not compared). The real row (one set of images) is left out."""
     per_metric: dict[str, set[int]] = {}
-    for m in arms.values():
-        for name, e in m.items():
-            per_metric.setdefault(name, set()).add(e.n)
+    for r in records:
+        if r["arm"] != REAL:
+            for name, e in r["metrics"].items():
+                per_metric.setdefault(name, set()).add(e.n)
+    seeds = {r["seed"] for r in records if r["arm"] != REAL}
     differ = [n for n, ns in per_metric.items() if len(ns) > 1]
     counts = Counter(next(iter(ns)) for n, ns in per_metric.items() if n not in differ)
     if not counts:
@@ -168,7 +171,9 @@ def sample_counts(arms: dict[str, dict[str, Estimate]]) -> str:
     common = counts.most_common(1)[0][0]
     other = [f"{n}: {next(iter(ns))}" for n, ns in per_metric.items()
              if n not in differ and next(iter(ns)) != common]  # fmt: skip
-    text = f"N = {common} per arm" + (f" ({', '.join(other)})" if other else "")
+    unit = "per arm" if len(seeds) <= 1 else "per arm and seed"
+    text = f"N = {common} {unit}" + (f" ({', '.join(other)})" if other else "")
+    text += f", {len(seeds)} seeds" if len(seeds) > 1 else ""
     return text + (f"; N differs between arms: {', '.join(differ)}" if differ else "")
 
 
@@ -190,15 +195,17 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     lines = ["  ".join([f"{'arm':<{width}}", *(f"{n:<{col[n]}}" for n in names)])]
     for a in arms:
         lines.append("  ".join([f"{a:<{width}}", *(f"{cells[(a, n)]:<{col[n]}}" for n in names)]))
-    return "\n".join(lines + footer(arms, comps, "?" in mark.values()))
+    return "\n".join(lines + footer(arms, comps, "?" in mark.values(), sample_counts(records)))
 
 
-def footer(arms: dict[str, dict[str, Estimate]], comps: list, incomparable: bool) -> list[str]:
+def footer(
+    arms: dict[str, dict[str, Estimate]], comps: list, incomparable: bool, counts: str
+) -> list[str]:
     """What the marks mean, N, pairing, and the minimal detectable differences."""
     arrows = ", ".join(f"{n} {direction_word(n)}" for n in metric_names(arms))
     lines = [f"\nvalue [95% interval]; * best arm, = not distinguishable from the best, blank = "
              f"worse: paired bootstrap, Holm over {len(comps)} comparisons (family-wise "
-             f"{ALPHA:.0%}). Better: {arrows}. {sample_counts(arms)}."]  # fmt: skip
+             f"{ALPHA:.0%}). Better: {arrows}. {counts}."]  # fmt: skip
     if incomparable:
         lines.append("? = not compared: a set-level distance at another N than the best arm's.")
     unpaired = sum(not c.diff.paired for c in comps)
