@@ -42,10 +42,13 @@ def nested(dotted: str) -> dict:
 
 
 def experiment_file(base: Path, fix: list[str], arms: int, where: Path) -> Path:
-    spec: dict = {"name": "calibration_aa", "base": str(base.resolve()),
-                  "description": f"A/A: {', '.join(fix) or 'the base'} x sample.seed",
-                  "ablate": {"sample.seed": list(range(arms))},
-                  "seeds": [0]}  # one training of each stage: sampling noise is all that differs
+    spec: dict = {
+        "name": "calibration_aa",
+        "base": str(base.resolve()),
+        "description": f"A/A: {', '.join(fix) or 'the base'} x sample.seed",
+        "ablate": {"sample.seed": list(range(arms))},
+        "seeds": [0],
+    }  # one training of each stage: sampling noise is all that differs
     for f in fix:
         for k, v in nested(f).items():
             spec.setdefault(k, {}).update(v) if isinstance(v, dict) else spec.update({k: v})
