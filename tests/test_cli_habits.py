@@ -60,11 +60,11 @@ def test_a_different_config_never_silently_replaces_results(micro_cache, tmp_pat
     shutil.copytree(micro_cache.parent / "runs" / "micro", out / "micro")
     before = (out / "micro" / "results.csv").read_text()
     env = {"HARNESS_CACHE": str(micro_cache), "WANDB_MODE": "disabled"}
-    refused = run_cli("run", str(MICRO), "--out", str(out), "decoder.eta=0.5", env=env)
+    refused = run_cli("run", str(MICRO), "--out", str(out), "decoder.eta=0.5", env=env)  # was 1
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {out / 'micro' / 'results.csv'}")
-    assert "decoder.eta: 0.0 -> 0.5" in lines[0] and "--overwrite" in lines[0]
+    assert "decoder.eta: 1.0 -> 0.5" in lines[0] and "--overwrite" in lines[0]
     assert (out / "micro" / "results.csv").read_text() == before
     # options first or last, a forced progress bar, info logging: the new config replaces it
     done = run_cli("run", "-v", str(MICRO), "--overwrite", "--out", str(out), "decoder.eta=0.5",
