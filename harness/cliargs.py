@@ -77,7 +77,7 @@ def split_overrides(sub: argparse.ArgumentParser, argv: list[str]) -> tuple[list
             i += 2
             continue
         after_option = bool(rest) and rest[-1] in takes_value
-        if OVERRIDE.match(tok) and not after_option and not Path(tok).exists():
+        if OVERRIDE.match(tok) and not after_option and not is_path(tok):
             found.append(tok)
         else:
             rest.append(tok)
@@ -117,3 +117,11 @@ def configure(args: argparse.Namespace) -> None:
     wanted = getattr(args, "progress", None)
     progress.enable((sys.stderr.isatty() if wanted is None else wanted) and not quiet)
     args.progress = progress.enabled()
+
+
+def is_path(token: str) -> bool:
+    """An existing file or folder (a name the OS refuses, e.g. too long, is none)."""
+    try:
+        return Path(token).exists()
+    except (OSError, ValueError):
+        return False

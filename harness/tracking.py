@@ -79,11 +79,9 @@ def init_run(
 
     directory = wandb_root(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    return wandb.init(
+    kwargs = dict(
         project=os.environ.get("WANDB_PROJECT") or tracking.project,
         entity=os.environ.get("WANDB_ENTITY") or tracking.entity or None,
-        id=run_id,
-        resume="allow",
         name=name,
         group=group,
         job_type=job_type,
@@ -94,6 +92,15 @@ def init_run(
         reinit="create_new",
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
+    try:
+        return wandb.init(id=run_id, resume="allow", **kwargs)
+    except Exception as err:  # noqa: BLE001 - wandb raises its own server errors
+        # A killed run's W&B service can outlive it and still hold the id ("run ID ... is
+        # in use"); the rerun logs to a new run rather than failing the experiment.
+        if "in use" not in str(err):
+            raise
+        log.warning("W&B run id %s is held by an earlier process: logging to a new run", run_id)
+        return wandb.init(**kwargs)
 
 
 def with_intervals(metrics: dict[str, Any]) -> dict[str, float]:

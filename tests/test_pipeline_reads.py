@@ -92,7 +92,7 @@ def test_every_sampling_knob_is_in_some_key_or_declared_unused() -> None:
 def test_keys_follow_the_declarations() -> None:
     cfg = tiny_config("diffusion")
     keys = {"clip": "c", "prior": "p", "decoder": "d", "upsampler1": "u1", "upsampler2": "u2"}
-    guided = replace(cfg, decoder=replace(cfg.decoder, guidance_scale=3.0))
+    guided = replace(cfg, decoder=replace(cfg.decoder, guidance_scale=5.0))  # default 3
     longer = replace(cfg, decoder=replace(cfg.decoder, steps=7))
     assert reads_key("vary", guided, keys) == reads_key("vary", cfg, keys)
     assert reads_key("vary", longer, keys) != reads_key("vary", cfg, keys)
