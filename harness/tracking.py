@@ -90,17 +90,20 @@ def init_run(
         mode=mode,
         tags=list(dict.fromkeys([*tags, *env_tags()])),
         reinit="create_new",
-        settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
+
+    def settings() -> Any:  # fresh each call: wandb.init writes the run id into its Settings
+        return wandb.Settings(console="off", silent=True, x_disable_stats=True)
+
     try:
-        return wandb.init(id=run_id, resume="allow", **kwargs)
+        return wandb.init(id=run_id, resume="allow", settings=settings(), **kwargs)
     except Exception as err:  # noqa: BLE001 - wandb raises its own server errors
         # A killed run's W&B service can outlive it and still hold the id ("run ID ... is
         # in use"); the rerun logs to a new run rather than failing the experiment.
         if "in use" not in str(err):
             raise
         log.warning("W&B run id %s is held by an earlier process: logging to a new run", run_id)
-        return wandb.init(**kwargs)
+        return wandb.init(settings=settings(), **kwargs)
 
 
 def with_intervals(metrics: dict[str, Any]) -> dict[str, float]:

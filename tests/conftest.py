@@ -10,12 +10,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child `harness` process, as a user's shell would give it: without
+    WANDB_SERVICE, which an in-process wandb test leaves behind and which would make the
+    child log through this test process's W&B service (shared state across tests)."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, **extra}
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """The real entry point, `python -m harness ...`, in a subprocess."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", **(env or {})}
+    env = child_env(PYTHONPATH=path, WANDB_MODE="offline", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd or ROOT,

@@ -27,7 +27,7 @@ from PIL import Image
 from harness.config import DataConfig
 from harness.data import build_source
 from harness.errors import HarnessError
-from tests.conftest import MICRO, ROOT, run_cli
+from tests.conftest import MICRO, ROOT, child_env, run_cli
 
 N_IMAGES = 40  # keys 000..039 hash to all three splits (32 train, 1 val, 7 test)
 
@@ -363,7 +363,7 @@ def test_disk_full_while_sampling_caches_nothing(micro_cache: Path, tmp_path: Pa
         hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE": str(cache),
+    env = {**child_env(), "PYTHONPATH": str(ROOT), "HARNESS_CACHE": str(cache),
            "WANDB_MODE": "disabled"}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(MICRO), "--out", str(tmp_path / "runs"),

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import MICRO, ROOT, run_cli
+from tests.conftest import MICRO, ROOT, child_env, run_cli
 
 ARM = "prior.kind=diffusion"  # the first arm: every kill lands while it is being made
 EVERY = "train.checkpoint_every=5"  # of the decoder's 20 steps; not hashed: same stage keys
@@ -57,7 +57,7 @@ POINTS: list[tuple[str, Callable[[Path, Path, str], bool]]] = [
 
 def run_until(point: str, ready: Callable, cache: Path, out: Path, log: Path) -> None:
     """Start `run` and SIGKILL it (and its W&B service) once `ready` sees it at `point`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+    env = {**child_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
            "WANDB_MODE": "offline", "HARNESS_CACHE": str(cache)}  # fmt: skip
     cmd = [sys.executable, "-m", "harness", "run", str(MICRO), EVERY, "--out", str(out),
            "--no-progress"]  # fmt: skip
@@ -168,7 +168,7 @@ def test_sigterm_mid_fit_checkpoints_and_stops_in_one_line(micro_cache: Path, tm
         if not entry.name.startswith("."):
             shutil.rmtree(entry)
             key = entry.name
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled",
+    env = {**child_env(), "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled",
            "HARNESS_CACHE": str(cache)}  # fmt: skip
     cmd = [sys.executable, "-m", "harness", "run", str(MICRO), "train.checkpoint_every=3",
            "--out", str(tmp_path / "runs"), "--no-progress"]  # fmt: skip

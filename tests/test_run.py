@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MICRO, ROOT, run_cli
+from tests.conftest import MICRO, ROOT, child_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_report_writes_table_plots_and_html(micro_run):
 
 def test_sigkill_during_training_then_rerun_gives_the_same_results(micro_run, tmp_path):
     env = {
-        **os.environ,
+        **child_env(),
         "PYTHONPATH": str(ROOT),
         "WANDB_MODE": "offline",
         "HARNESS_CACHE": str(tmp_path / "cache"),

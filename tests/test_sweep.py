@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import MICRO, ROOT, run_cli
+from tests.conftest import MICRO, ROOT, child_env, run_cli
 
 SUITE = """description: sweep test suite
 metrics: [fd, clip_score]
@@ -181,7 +181,7 @@ def postgres_url() -> str:
 
 def worker(sweep: Path, out: Path, env: dict, *args: str) -> subprocess.Popen:
     """A sweep worker as a separate process (as it would run on another host)."""
-    full = {**os.environ, **env, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    full = {**child_env(), **env, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "harness", "sweep", str(sweep), "--out", str(out), *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MICRO, run_cli
+from tests.conftest import MICRO, ROOT, run_cli
 
 STAGES = ("clip", "eval_clip", "prior", "decoder", "upsampler1", "upsampler2")
 CURVE_COLUMNS = ("train/loss", "train/lr", "train/grad_norm", "train/samples_per_second")
@@ -126,3 +126,48 @@ def test_prompts_benchmark_writes_a_grid_per_prompt_and_one_table(micro_cache, t
     tables = [r["history"]["item"] for r in inspect(run) if r["type"] == "history"]
     assert any(h.get("prompts._type") == "table-file" for h in tables)
     assert "wandb sync" in res.stdout
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from harness import tracking
+from harness.config.schema import TrackingConfig
+run = tracking.init_run(TrackingConfig(mode="offline"), name="holder", group="g", job_type="t",
+                        config={}, directory=Path(sys.argv[1]), run_id="heldid0001")
+print(run.id, flush=True)
+time.sleep(600)
+"""
+
+RERUN = """
+import os, subprocess, sys
+from pathlib import Path
+import wandb
+from harness import tracking
+from harness.config.schema import TrackingConfig
+wandb.setup()  # this process's W&B service; the child below logs through it (WANDB_SERVICE)
+holder = subprocess.Popen([sys.executable, "-c", sys.argv[2], sys.argv[1]],
+                          stdout=subprocess.PIPE, text=True)
+assert holder.stdout.readline().strip() == "heldid0001"
+holder.kill()  # SIGKILL: the service still holds the id
+holder.wait()
+run = tracking.init_run(TrackingConfig(mode="offline"), name="rerun", group="g", job_type="t",
+                        config={}, directory=Path(sys.argv[1]), run_id="heldid0001")
+run.log({"x": 1.0})
+run.finish()
+print("RUN", run.id)
+"""
+
+
+def test_a_run_id_held_by_a_killed_process_logs_to_a_new_run(tmp_path):
+    """A killed run's W&B service can keep its run id ("run ID ... is in use"); the rerun
+    must log to a fresh run with a warning, not fail, and not reuse the id (wandb.init
+    writes the id into its Settings, so the retry needs new ones)."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    out = subprocess.run([sys.executable, "-c", RERUN, str(tmp_path), HOLDER], cwd=ROOT,
+                         env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("RUN ")]
+    assert line.split()[1] not in ("heldid0001", "")
+    assert "held by an earlier process" in out.stderr
