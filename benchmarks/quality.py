@@ -10,10 +10,12 @@ intervals. A row's verdict compares its point estimate with the target; "sure" w
 whole interval is on the winning side. The cold wall time is benchmarks/run_time.py's.
 Stage figures are those the stage recorded when it trained, under the sampling knobs of
 that moment (knobs are not in stage keys): read them from a cold run of the current code.
-The decoder's object recall from true z_i is not in its stage metrics (the attribute
-classifier is the metrics suite's, not a stage): it is measured here, decoding --recall-n
-held-out z_i with the default sampler under the study judge (STUDY_CLASSIFIER, or an
-800-step classifier trained once into the cache).
+The decoder's object recall from true z_i is in its stage metrics when `run` trained it
+(the metrics suite's classifier against the held-out captions' claims, beside that judge's
+reading of the real images at the decoder's resolution). --recall-n N also measures it
+here against the COMPLETE descriptions (every object and attribute, not only the stated
+ones), decoding N held-out z_i with the default sampler under the study judge
+(STUDY_CLASSIFIER, or an 800-step classifier trained once into the cache).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def arms(run: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def se_row(name: str, m: dict, key: str, se_key: str, target: float, above: bool = True):
+def se_row(name: str, m: dict, key: str, se_key: str, target: float | None, above: bool = True):
     """(name, value, lo, hi, target, above) from a mean and its SE in stage metrics."""
     if key not in m:
         return (name, None, None, None, target, above)
@@ -54,6 +56,10 @@ def stage_rows(cache: Path, keys: dict[str, str]) -> Iterator[tuple]:
         yield se_row("decoder matched cosine", dec, "clip_cos_matched", "clip_cos_matched_se", 0.5)
         yield se_row("decoder margin over shuffled", dec, "clip_cos_margin",
                      "clip_cos_margin_se", 0.5)  # fmt: skip
+        for name in ("object_recall", "real_object_recall", "compositional_acc"):
+            if name in dec:
+                yield se_row(f"decoder {name} (true z_i, n={dec.get('eval_samples')})", dec,
+                             name, f"{name}_se", None)  # fmt: skip
     for up in ("upsampler1", "upsampler2"):
         m = stage_metrics(cache, up, keys.get(up))
         if m:
@@ -80,7 +86,14 @@ def decoder_recall_rows(cache: Path, keys: dict[str, str], n: int) -> Iterator[t
     s = image_scores(x, ho, loaded["eval_clip"], judge(cfg, cache))
     for name, key, target in (("object recall", "recall", 0.5), ("compositional", "comp", None)):
         v, se = s[key]
-        yield (f"decoder {name} (true z_i, n={n})", v, v - Z * se, v + Z * se, target, True)
+        yield (
+            f"decoder {name} (true z_i, n={n}, complete claims)",
+            v,
+            v - Z * se,
+            v + Z * se,
+            target,
+            True,
+        )
 
 
 def prior_rows(cache: Path, results: dict[str, dict]) -> Iterator[tuple]:
@@ -124,7 +137,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--cache", type=Path, default=None)
-    ap.add_argument("--recall-n", type=int, default=128, help="0: skip the decoder's recall")
+    ap.add_argument(
+        "--recall-n",
+        type=int,
+        default=0,
+        help="also decode N held-out z_i under the study judge (complete claims)",
+    )
     args = ap.parse_args()
     cache = args.cache or Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache/harness"))
     results = arms(args.run)

@@ -25,7 +25,7 @@ from .config import Arm, Config, load_experiment
 from .config.hashing import digest
 from .data import build_source, source_of
 from .errors import HarnessError
-from .metrics.compositional import cached_classifier
+from .metrics.compositional import cached_classifier, held_out_judge
 from .metrics.score import Evaluators, data_reference, feature_net, score_images
 from .metrics.suite import load_suite, resolve_features
 from .paths import inside
@@ -149,6 +149,10 @@ class ExperimentRun(Runner):
     def run(self) -> list[ArmResult]:
         suite = load_suite(self.exp.metrics)
         resolve_features(suite)  # a suite that cannot run here fails before any training
+        if "claims" in suite.needs:  # the decoder's held-out recall, on the arms' judge
+            self.stages.judge = held_out_judge(
+                self.cache.root / "classifier", suite.classifier_steps
+            )
         check_run(self.exp, self.root, self.cache.root)  # data, GPU, writable: before training
         if not distributed.is_rank_zero():
             return self.train_with_rank_zero()

@@ -18,7 +18,9 @@ size, in any cell) found in the sample, matched one-to-one, averaged per sample.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,6 +185,33 @@ def cached_classifier(
 
     entry = StageCache(cache_dir).resolve("attribute_classifier", key, train)
     return load_classifier(entry.path), entry.path
+
+
+def held_out_judge(
+    cache_dir: Path | str, steps: int
+) -> Callable[[DataConfig, str, torch.Tensor], dict[str, Any]]:
+    """A stage's judge of held-out images (the decoder's, from true z_i): object recall and
+    compositional accuracy of images showing the first len(images) items of a split,
+    against what their captions state, under this data's attribute classifier -- the one
+    the metrics suite scores arms with, so a stage figure reads on the arms' scale. Returns
+    {} for a source whose captions carry no claims (folder, COCO)."""
+
+    def judge(data_cfg: DataConfig, split: str, images: torch.Tensor) -> dict[str, Any]:
+        claims = getattr(build_source(data_cfg, split), "claims", None)
+        if claims is None:
+            return {}
+        net, where = cached_classifier(data_cfg, cache_dir, steps)
+        cells = net.predict(images).numpy()
+        pairs = list(zip(cells, claims[: len(images)], strict=True))
+        out: dict[str, Any] = {"judge": f"attribute_classifier {where.name} ({steps} steps)"}
+        recalls = [recall(c, k) for c, k in pairs]
+        hits = [float(satisfies(c, k)) for c, k in pairs]
+        for name, values in (("object_recall", recalls), ("compositional_acc", hits)):
+            v = np.asarray(values, np.float64)
+            out |= {name: float(v.mean()), f"{name}_se": float(v.std(ddof=1) / len(v) ** 0.5)}
+        return out
+
+    return judge
 
 
 def compositional_scores(

@@ -35,7 +35,7 @@ from .common import with_schedule
 from .stage import Fit, FitRun, Recipe, StageContext, clip_embeddings
 
 GRID_FILE, CAPTIONS_FILE = "samples.png", "samples.txt"
-EVAL_SAMPLES = 64  # held-out images decoded for the matched/shuffled cosine
+EVAL_SAMPLES = 256  # held-out images decoded for the stage figures (SE of the margin ~0.025)
 VAL_ITEMS = 256  # held-out images in the validation loss
 
 
@@ -257,7 +257,8 @@ class DecoderRecipe(Recipe):
             val_loss = float(decoder.validation_loss(run.kept["val_set"].tensors))
         evaluator = ctx.inputs.get("evaluator")
         metrics = evaluate_decoder(decoder, ctx.cfg, run.kept["val_emb"], run.kept["val_x"],
-                                   evaluator or ctx.inputs["clip"], ctx.out)  # fmt: skip
+                                   evaluator or ctx.inputs["clip"], ctx.out,
+                                   judge=ctx.inputs.get("judge"))  # fmt: skip
         rate = run.steps * ctx.cfg.decoder.batch_size / max(run.seconds, 1e-9)
         return metrics | {
             "images_per_second": round(rate, 1),
@@ -280,10 +281,19 @@ def _pairs(emb: Any, images: Tensor, n: int) -> TensorDataset:
 
 
 def evaluate_decoder(
-    decoder: DecoderStage, cfg: Config, emb: Any, images: Tensor, evaluator: Any, out_dir: Path
+    decoder: DecoderStage,
+    cfg: Config,
+    emb: Any,
+    images: Tensor,
+    evaluator: Any,
+    out_dir: Path,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Decode held-out images' z_i (with their captions); evaluator-CLIP cosine between each
-    decoding and its own image vs a shuffled image. Also writes the sample grid."""
+    decoding and its own image vs a shuffled image; with a judge (the metrics suite's
+    attribute classifier), the decodings' object recall against their captions, beside the
+    same judge's reading of the real images at the decoder's resolution (its ceiling there).
+    Also writes the sample grid."""
     d = cfg.decoder
     n = min(EVAL_SAMPLES, len(images))
     g = torch.Generator().manual_seed(cfg.seed)
@@ -302,7 +312,12 @@ def evaluate_decoder(
     k = min(cfg.sample.grid, n)
     write_grid(out_dir, images[:k], samples[:k], list(emb.captions[:k]))
     se = n**-0.5
-    return {
+    judged: dict[str, Any] = {}
+    if judge is not None:
+        judged = judge(cfg.data, "val", samples)
+        real = judge(cfg.data, "val", images[:n])
+        judged |= {f"real_{k}": v for k, v in real.items() if k != "judge"}
+    return judged | {
         "clip_cos_matched": float(matched.mean()),
         "clip_cos_matched_se": float(matched.std() * se),
         "clip_cos_shuffled": float(shuffled.mean()),

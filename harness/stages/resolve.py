@@ -67,9 +67,13 @@ class Resolver:
         echo: Callable[[str], None] = print,
         hook: TrainHook | None = None,
         meta: dict[str, Any] | None = None,
+        judge: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
         self.cache, self.retrain, self.progress = cache, set(retrain or ()), progress
         self.echo, self.hook, self.meta = echo, hook, meta or {}
+        # what scores held-out images in a stage's metrics (input role "judge"): the metrics
+        # suite's attribute classifier, handed in by `run` (stages do not import metrics)
+        self.judge = judge
         self.retrained: set[tuple[str, str]] = set()
         self.modules: dict[tuple[str, str], Any] = {}
 
@@ -105,6 +109,8 @@ class Resolver:
     def _trainer(self, stage: Stage, key: str, cfg: Config, res: Resolution):
         def train(tmp: Path) -> dict[str, Any]:
             inputs, dirs = inputs_of(stage, res)
+            if self.judge is not None:
+                inputs["judge"] = self.judge
             ctx = StageContext(cfg, tmp, inputs, dirs, self.progress,
                                partial=self.cache.partial(stage.name, key))  # fmt: skip
 
