@@ -23,7 +23,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """The real entry point, `python -m harness ...`, in a subprocess."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = child_env(PYTHONPATH=path, WANDB_MODE="offline", **(env or {}))
+    env = child_env(**{"PYTHONPATH": path, "WANDB_MODE": "offline", **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd or ROOT,
