@@ -135,12 +135,13 @@ class DecoderConfig:
     prediction: Literal["eps", "x0", "v"] = "eps"
     snr_gamma: float = bounded(0.0, min=0.0)  # min-SNR-gamma loss weights (Hang et al.); 0 off
     coords: bool = False  # (y, x) input channels: where a caption's "top left" is
-    # ~2 min on 2 quiet CPU cores (~60 s per 400 steps). Measured (issue 16, eta 1, g 3, 128
-    # held-out true z_i): 400 steps cosine 0.72, margin 0.71, object recall 0.15; 800 steps
-    # 0.86, 0.81, 0.24. The extra minute is paid by the samplers' cuts (prior 64 -> 16
-    # steps, upsamplers 8/4 -> 2). Tried at 400 and 800 steps and not better here:
+    # ~4.5 min on 2 quiet CPU cores (~70 s per 400 steps), the cold budget's largest item.
+    # Measured (issue 16, eta 1, g 3, held-out true z_i, object recall of every object in
+    # the scene): 400 steps cosine 0.72, margin 0.71, recall 0.15 (128 items, full-detail
+    # captions); at caption detail 0.6 (256 items) 800 steps 0.945, 0.557, 0.312 and 1600
+    # steps 0.969, 0.581, 0.447. Tried at 400 and 800 steps and not better here:
     # v-prediction, coordinate channels, LR warmup + cosine (benchmarks/README.md).
-    train_steps: int = bounded(800, min=0)
+    train_steps: int = bounded(1600, min=0)
     batch_size: int = bounded(64, min=1)
     lr: float = bounded(1e-3, min=0.0)  # paper 1.2e-4 at batch 2048
     lr_warmup: float = bounded(0.0, range=PROB)  # share of train_steps warming up linearly
