@@ -36,10 +36,19 @@ def stage_metrics(cache: Path, stage: str, key: str | None) -> dict[str, Any] | 
 
 
 def arms(run: Path) -> dict[str, dict[str, Any]]:
-    return {
+    """Arm -> its last seed's metrics.json (stage keys), with "metrics" replaced by the
+    arm's figures pooled over its seeds as the printed table pools them."""
+    from harness.results import load_records, per_arm
+
+    out = {
         json.loads(p.read_text())["arm"]: json.loads(p.read_text())
         for p in sorted(run.glob("*/seed*/metrics.json"))
     }
+    if (run / "results.json").is_file():
+        for arm, metrics in per_arm(load_records(run)[1]).items():
+            if arm in out:
+                out[arm]["metrics"] = {n: e.as_dict() for n, e in metrics.items()}
+    return out
 
 
 def se_row(name: str, m: dict, key: str, se_key: str, target: float | None, above: bool = True):
