@@ -200,3 +200,25 @@ def test_nan_loss_stops_the_stage_naming_it_and_the_step(tmp_path: Path) -> None
     assert line.startswith("error: clip ") and "training loss is" in line, line
     assert " at step " in line and "nothing was cached" in line
     assert entries(tmp_path / "cache", "clip") == [] and not tmp_in(tmp_path / "cache" / "clip")
+
+
+def test_an_unreadable_partial_checkpoint_is_set_aside_and_the_stage_trains_from_zero(
+    micro_cache: Path, tmp_path
+) -> None:
+    """A damaged last.ckpt (writes are atomic, so a disk error or a hand edit) must not fail
+    the stage: the rerun warns, sets it aside and trains from step 0, to the same results."""
+    cache = tmp_path / "cache"
+    shutil.copytree(micro_cache, cache, ignore=shutil.ignore_patterns("samples", "variations"))
+    (key,) = entries(cache, "decoder")
+    shutil.rmtree(cache / "decoder" / key)
+    partial = cache / "decoder" / f".partial-{key}"
+    partial.mkdir()
+    (partial / "last.ckpt").write_bytes(b"PK\x03\x04 not a checkpoint" * 10)
+    out = run_cli("run", str(MICRO), "--out", str(tmp_path / "runs"), "--no-progress",
+                  env={"HARNESS_CACHE": str(cache), "WANDB_MODE": "disabled"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "last.ckpt: unreadable" in out.stderr and "training from step 0" in out.stderr
+    metrics = json.loads((cache / "decoder" / key / "stage_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 0 and metrics["train_steps"] == 20
+    rows = (tmp_path / "runs" / "micro" / "results.csv").read_text()
+    assert rows == (micro_cache.parent / "runs" / "micro" / "results.csv").read_text()

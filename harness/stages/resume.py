@@ -20,6 +20,7 @@ but not bit-identical. Only rank 0 writes; every rank of a DDP job reads the che
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..atomic import atomic_write
 from ..errors import HarnessError
 
 CHECKPOINT = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 def rng_state() -> dict[str, Any]:
@@ -121,10 +123,20 @@ def resumable(loader: DataLoader) -> DataLoader:
 
 
 def partial_checkpoint(folder: Path | None) -> Path | None:
-    """The checkpoint a killed fit left in `folder`, or None."""
+    """The checkpoint a killed fit left in `folder`, or None. One that cannot be read (a
+    disk error, a hand edit: writes are atomic, so never a half-written one) is set aside as
+    last.ckpt.unreadable with a warning, and the fit starts from step 0 rather than failing."""
     if folder is None or not (Path(folder) / CHECKPOINT).is_file():
         return None
-    return Path(folder) / CHECKPOINT
+    path = Path(folder) / CHECKPOINT
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch.load raises many kinds on a bad file
+        path.replace(path.with_suffix(".ckpt.unreadable"))
+        log.warning("%s: unreadable (%s: %s); set aside, training from step 0",
+                    path, type(err).__name__, str(err)[:200])  # fmt: skip
+        return None
+    return path
 
 
 class ResumeCallback(Callback):
