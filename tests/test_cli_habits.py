@@ -74,6 +74,7 @@ def test_a_different_config_never_silently_replaces_results(micro_cache, tmp_pat
     assert meta["overrides"] == ["decoder.eta=0.5"]
     assert (out / "micro" / "results.csv").read_text() != before
     assert "sampling" in done.stderr and "batch/s" in done.stderr  # tqdm's bar, with its rate
+    assert "features (clip)" in done.stderr and "img/s" in done.stderr  # scoring's bar
     assert "warning: LPIPS weights missing" in done.stderr  # through the configured handler
     # the same config again is a rerun, not a replacement: no flag needed
     again = run_cli("run", str(MICRO), "decoder.eta=0.5", "--out", str(out), "-q", env=env)
