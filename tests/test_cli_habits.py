@@ -109,3 +109,15 @@ def test_a_child_interpolates_its_bases_keys(write_yaml):
     wrong = write_yaml("wrong.yaml", 'name: wrong\nbase: base.yaml\ndecoder: {lr: "${name}"}\n')
     out = run_cli("validate", str(wrong))  # a resolved value is validated like a written one
     assert out.returncode == 2 and "decoder.lr" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_override_reaches_the_values_that_interpolate_it(write_yaml):
+    """Overrides are applied before `${...}` resolves: `decoder.lr=...` on the command line
+    moves a value written as "${decoder.lr}" with it, as it would if edited in the file."""
+    write_yaml("base.yaml", "prior: {lr: 0.004}\ndecoder: {lr: 0.002}\n")
+    tied = write_yaml("tied.yaml", 'name: tied\nbase: base.yaml\ndecoder: {lr: "${prior.lr}"}\n')
+    same = write_yaml("same.yaml", "name: same\nbase: base.yaml\ndecoder: {lr: 0.001}\n")
+    plain = write_yaml("plain.yaml", "name: plain\nbase: base.yaml\ndecoder: {lr: 0.004}\n")
+    moved = decoder_keys(str(tied), "prior.lr=0.001", "--json")
+    assert moved == decoder_keys(str(same), "--json")
+    assert moved != decoder_keys(str(plain), "--json")

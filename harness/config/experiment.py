@@ -100,11 +100,13 @@ def check_file_keys(raw: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{key}: unknown key{suggest(str(key), options)}", where)
 
 
-def load_chain(path: Path) -> dict[str, Any]:
-    """The file merged over its whole `base:` chain, then `${...}` resolved once over the
-    merged result (so a child can interpolate its base's keys), then validated again (an
-    interpolated value is checked once it has one)."""
-    merged = resolve_merged(merge_chain(path), str(path))
+def load_chain(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The file merged over its whole `base:` chain, the command line's overrides applied,
+    then `${...}` resolved once over the result (so a child can interpolate its base's keys,
+    and a value that interpolates an overridden key follows the override), then validated
+    again (an interpolated value is checked once it has one)."""
+    raw = apply_overrides(merge_chain(path), list(overrides or []))
+    merged = resolve_merged(raw, str(path))
     sections = {k: v for k, v in merged.items() if k in SECTIONS}
     try:
         sections = validate_section(sections, Config)
@@ -339,7 +341,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     path = Path(path)
     where = str(path)
     plugins.load_plugins(plugins.from_env(), Path.cwd(), f"${plugins.ENV}")
-    merged = apply_overrides(load_chain(path), list(overrides or []))
+    merged = load_chain(path, list(overrides or []))
     ablate = merged.pop("ablate", None)
     overridden = {parse_override(o)[0] for o in overrides or []}
     if isinstance(ablate, dict):  # an override on an ablated key wins over the axis
