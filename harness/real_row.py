@@ -37,6 +37,12 @@ class RealRow:
     def record(self) -> dict[str, Any]:
         return {"arm": REAL, "seed": self.seed, "axes": {}, "metrics": self.metrics}
 
+    def row(self) -> dict[str, Any]:
+        """Its results.json row, as an arm's (runner.row_of)."""
+        return {**self.record(), "metrics": estimate_dict(self.metrics),
+                "stage_keys": self.stage_keys, "dir": str(self.out_dir),
+                "wandb_dir": self.wandb_dir}  # fmt: skip
+
 
 def why_none(results: list[Any], suite: Any) -> str | None:
     """Why this experiment has no real row (None: it has one)."""

@@ -57,12 +57,17 @@ class ExperimentRun(Runner):
 
     classifier_metrics: dict[str, Any] | None = None  # the attribute classifier's, if used
 
+    @property
+    def classifier_dir(self) -> Path:
+        """Where the attribute classifier the arms are scored with is cached (the decoder's
+        stage figures use the same one)."""
+        return self.cache.root / "classifier"
+
     def evaluators(self, cfg: Config, loaded: dict, keys: dict, suite: Any) -> Evaluators:
         classifier = None
         if "claims" in suite.needs and source_of(cfg.data).attributes:
-            classifier, where = cached_classifier(
-                cfg.data, self.cache.root / "classifier", suite.classifier_steps
-            )
+            steps = suite.classifier_steps
+            classifier, where = cached_classifier(cfg.data, self.classifier_dir, steps)
             # its held-out accuracy on real images goes to results.json (issue 15 item 6)
             self.classifier_metrics = json.loads((where / METRICS_FILE).read_text())
         return Evaluators(
@@ -150,9 +155,7 @@ class ExperimentRun(Runner):
         suite = load_suite(self.exp.metrics)
         resolve_features(suite)  # a suite that cannot run here fails before any training
         if "claims" in suite.needs:  # the decoder's held-out recall, on the arms' judge
-            self.stages.judge = held_out_judge(
-                self.cache.root / "classifier", suite.classifier_steps
-            )
+            self.stages.judge = held_out_judge(self.classifier_dir, suite.classifier_steps)
         check_run(self.exp, self.root, self.cache.root)  # data, GPU, writable: before training
         if not distributed.is_rank_zero():
             return self.train_with_rank_zero()
@@ -173,11 +176,7 @@ class ExperimentRun(Runner):
             {"arm": r.arm.label, "seed": r.seed, "axes": r.arm.axes, "metrics": r.metrics}
             for r in results
         ] + ([real.record()] if real else [])
-        rows = [row_of(r) for r in results]
-        if real is not None:
-            rows.append({**real.record(), "metrics": {k: e.as_dict() for k, e in
-                         real.metrics.items()}, "stage_keys": real.stage_keys,
-                         "dir": str(real.out_dir), "wandb_dir": real.wandb_dir})  # fmt: skip
+        rows = [row_of(r) for r in results] + ([real.row()] if real else [])
         write_csv(self.root / "results.csv", records, self.exp.axes)
         write_json(self.root / "results.json", {
             "experiment": self.exp.name,
@@ -209,10 +208,8 @@ class ExperimentRun(Runner):
             job_type="results",
             config={"experiment": self.exp.name},
             directory=self.root,
-            run_id=tracking.run_id(  # the figures,
-                self.exp.name, "results", files[0].read_text()
-            ),
-        )  # not paths
+            run_id=tracking.run_id(self.exp.name, "results", files[0].read_text()),  # the figures
+        )
         per_sample.log_results_artifact(wb, self.exp.name, files)
         tracking.finish(wb)
 
@@ -236,7 +233,7 @@ def row_of(r: ArmResult) -> dict[str, Any]:
         "stage_keys": r.keys,
         "dir": str(r.out_dir),
         "wandb_dir": r.wandb_dir,
-        "metrics": {k: e.as_dict() for k, e in r.metrics.items()},
+        "metrics": estimate_dict(r.metrics),
         "config": dataclasses.asdict(r.config),
     }
 
