@@ -49,3 +49,36 @@ def test_a_run_records_the_decoders_recall_beside_the_real_images(micro_cache: P
         assert 0.0 <= m[name] <= 1.0 and m[f"{name}_se"] >= 0.0, name
     key = m["judge"].split()[1]  # the classifier the arms are scored with, from the same cache
     assert (micro_cache / "classifier" / "attribute_classifier" / key / "model.pt").is_file()
+
+
+class Partial(Oracle):
+    """Reads a planted share of the images exactly and sees nothing in the rest: each
+    image's recall is then exactly 1 or 0, so the population recall is the planted share."""
+
+    def __init__(self, images: torch.Tensor, attributes: np.ndarray, share: float) -> None:
+        super().__init__(images, attributes)
+        self.share, self.rng = share, np.random.default_rng(0)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        cells = super().predict(images)
+        blind = torch.from_numpy(self.rng.random(len(images)) >= self.share)
+        cells[blind] = -1  # no object in any cell
+        return cells
+
+
+def test_the_judges_interval_covers_a_planted_recall_at_its_rate(monkeypatch, tmp_path):
+    """mean +- 1.96 SE of the stage figure (benchmarks/quality.py's interval) must cover the
+    planted recall about 95% of the time (Wald on 48 Bernoulli items: a little under)."""
+    data = DataConfig(resolution=32, n_train=64, n_val=48, n_test=16, caption_detail=0.6)
+    val = build_source(data, "val")
+    images = torch.from_numpy(np.asarray(val.images)).permute(0, 3, 1, 2).contiguous()
+    share = 0.6
+    net = Partial(images, val.attributes, share)
+    monkeypatch.setattr(comp, "cached_classifier", lambda *a, **k: (net, tmp_path / "k"))
+    judge = comp.held_out_judge(tmp_path, steps=5)
+    covered, repeats = 0, 300
+    for _ in range(repeats):
+        r = judge(data, "val", images)
+        covered += abs(r["object_recall"] - share) <= 1.96 * r["object_recall_se"]
+    print(f"\ncoverage {covered / repeats:.3f}")
+    assert 0.88 <= covered / repeats <= 0.99, covered / repeats
